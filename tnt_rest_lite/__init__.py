@@ -1,0 +1,16 @@
+"""tnt_rest_lite: TNT and ResT, built component by component, with their supplements regenerated.
+
+Importing the package registers every model with timm, so after ``import tnt_rest_lite`` both
+``tnt_rest_lite.create_model("tnt_s")`` and ``timm.create_model("tnt_s")`` work.
+"""
+
+from __future__ import annotations
+
+from . import models as _models  # noqa: F401  (registers every entry point)
+from .layers import Attention, capture_attention
+from .profiles import get_profile
+from .registry import create_model, list_models
+
+__version__ = "0.1.0"
+
+__all__ = ["Attention", "capture_attention", "create_model", "get_profile", "list_models", "__version__"]

@@ -1,0 +1,52 @@
+"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | sync-setup | models``."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from .book import execute_notebook, notebook_paths, repo_root, sync_setup_cells
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    rep = sub.add_parser("reproduce", help="re-execute every notebook (writing outputs back), then build the book")
+    rep.add_argument("--profile", help="ci | colab | full (default: $TNT_REST_PROFILE, else by device)")
+    rep.add_argument("--no-book", action="store_true", help="skip the HTML build")
+    ex = sub.add_parser("execute", help="execute the given notebooks and store their outputs")
+    ex.add_argument("notebooks", nargs="+", type=Path)
+    ex.add_argument("--profile")
+    sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book")
+    sub.add_parser("models", help="list the registered models")
+    bench = sub.add_parser("bench", help="inference throughput and memory benchmarks")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    if args.command == "models":
+        from .registry import list_models
+
+        print("\n".join(list_models()))
+    elif args.command == "sync-setup":
+        for path in sync_setup_cells():
+            print(f"updated {path}")
+    elif args.command in ("reproduce", "execute"):
+        paths = notebook_paths() if args.command == "reproduce" else args.notebooks
+        from tqdm.auto import tqdm
+
+        for path in tqdm(paths, desc="notebooks", unit="nb"):
+            seconds = execute_notebook(path, profile=args.profile)
+            tqdm.write(f"{path.name}: {seconds:.1f} s")
+        if args.command == "reproduce" and not args.no_book:
+            return subprocess.call(["jupyter-book", "build", str(repo_root()), "-W", "-n", "--keep-going"])
+    elif args.command == "bench":
+        from . import bench as bench_module
+
+        return bench_module.main(args.args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""DeiT-S: the plain vision transformer that TNT is compared against.
+
+A 16x16 convolutional patch embedding, a class token, a learned position embedding, then
+pre-norm transformer blocks (attention, MLP) and a linear head on the class token.
+Architecture of timm's ``deit_small_patch16_224``; its weights convert with
+:func:`tnt_rest_lite.weights.load_timm`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import Attention, DropPath, Mlp
+from .registry import configure, register_model
+
+__all__ = ["DeiTConfig", "PatchEmbed", "Block", "DeiT", "deit_s", "deit_tiny_cifar", "check_image"]
+
+
+@dataclass(frozen=True)
+class DeiTConfig:
+    img_size: int = 224
+    patch_size: int = 16
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+
+def check_image(x: torch.Tensor, in_chans: int, img_size: int, model: str) -> None:
+    """Raise a clear error unless ``x`` is ``(B, in_chans, img_size, img_size)``."""
+    if x.ndim != 4 or x.shape[1] != in_chans or tuple(x.shape[-2:]) != (img_size, img_size):
+        raise ValueError(
+            f"{model} expects images of shape (B, {in_chans}, {img_size}, {img_size}), got {tuple(x.shape)}; "
+            f"resize the input or build the model with img_size={x.shape[-1] if x.ndim == 4 else '...'}"
+        )
+
+
+class PatchEmbed(nn.Module):
+    """Cut the image into ``patch_size`` squares and project each to ``embed_dim`` (one conv)."""
+
+    def __init__(self, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        if img_size % patch_size != 0:
+            raise ValueError(f"img_size={img_size} must be a multiple of patch_size={patch_size}")
+        self.grid_size = img_size // patch_size
+        self.num_patches = self.grid_size**2
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)  # (B, num_patches, embed_dim)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: ``x += Attn(LN(x)); x += MLP(LN(x))``."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class DeiT(nn.Module):
+    """Vision transformer with a class token (DeiT without the distillation token)."""
+
+    def __init__(self, config: DeiTConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.num_classes = c.num_classes
+        self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.in_chans, c.embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, c.embed_dim))
+        self.pos_drop = nn.Dropout(c.drop_rate)
+        rates = torch.linspace(0, c.drop_path_rate, c.depth).tolist()  # deeper blocks drop more
+        self.blocks = nn.ModuleList(
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.drop_rate, c.attn_drop_rate, r)
+            for r in rates
+        )
+        self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
+        self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens after the final norm: ``(B, 1 + num_patches, embed_dim)``."""
+        check_image(x, self.config.in_chans, self.config.img_size, "deit")
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        x = self.pos_drop(x + self.pos_embed)
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x[:, 0])  # classify from the class token
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    @staticmethod
+    def convert_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """timm's ``vision_transformer`` keys -> ours: split the fused ``qkv`` into ``q`` and ``kv``."""
+        out: dict[str, torch.Tensor] = {}
+        for key, value in state_dict.items():
+            if ".attn.qkv." in key:
+                dim = value.shape[0] // 3
+                out[key.replace(".qkv.", ".q.")] = value[:dim]
+                out[key.replace(".qkv.", ".kv.")] = value[dim:]
+            else:
+                out[key] = value
+        return out
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+@register_model(timm_pretrained="deit_small_patch16_224.fb_in1k")
+def deit_s(**overrides: Any) -> DeiT:
+    """DeiT-S: 16x16 patches, width 384, 12 blocks, 6 heads (22.1M parameters)."""
+    return DeiT(configure(DeiTConfig(), overrides))
+
+
+@register_model
+def deit_tiny_cifar(**overrides: Any) -> DeiT:
+    """A small DeiT for 32-64 px inputs trained in the ci/colab profiles (4x4 patches, width 192, 6 blocks)."""
+    base = DeiTConfig(img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, num_classes=10)
+    return DeiT(configure(base, overrides))

@@ -1,0 +1,54 @@
+"""Real photographs that ship inside installed packages, so every figure works offline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["SAMPLE_IMAGES", "sample_image", "to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+# name -> (package, loader). scikit-image ships these files in its wheel (no download needed).
+SAMPLE_IMAGES: dict[str, str] = {
+    "chelsea": "a tabby cat (scikit-image)",
+    "astronaut": "astronaut Eileen Collins (scikit-image)",
+    "coffee": "a cup of coffee (scikit-image)",
+    "rocket": "a rocket on its launch pad (scikit-image)",
+    "grace_hopper": "Rear Admiral Grace Hopper (matplotlib)",
+}
+
+
+def sample_image(name: str = "chelsea") -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 RGB photograph from :data:`SAMPLE_IMAGES`."""
+    if name not in SAMPLE_IMAGES:
+        raise ValueError(f"Unknown sample image '{name}'. Available: {', '.join(SAMPLE_IMAGES)}")
+    if name == "grace_hopper":
+        import matplotlib.cbook as cbook
+        import matplotlib.image as mpimg
+
+        with cbook.get_sample_data("grace_hopper.jpg") as f:
+            return np.asarray(mpimg.imread(f, format="jpg"))[..., :3].copy()
+    import skimage.data
+
+    return np.asarray(getattr(skimage.data, name)())[..., :3].copy()
+
+
+def to_tensor(image: np.ndarray, size: int = 224, normalize: bool = True) -> torch.Tensor:
+    """Centre-crop to a square, resize to ``size``, scale to [0, 1], optionally ImageNet-normalise.
+
+    Returns a ``(1, 3, size, size)`` float tensor.
+    """
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    crop = image[top : top + side, left : left + side]
+    x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 255.0
+    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    if normalize:
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        x = (x - mean) / std
+    return x

@@ -1,0 +1,5 @@
+"""Imports every architecture module so that their entry points are registered."""
+
+from . import deit  # noqa: F401
+
+__all__ = ["deit"]
