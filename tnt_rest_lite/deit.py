@@ -17,7 +17,7 @@ from torch import nn
 from .layers import Attention, DropPath, Mlp
 from .registry import configure, register_model
 
-__all__ = ["DeiTConfig", "PatchEmbed", "Block", "DeiT", "deit_s", "deit_tiny_cifar", "check_image"]
+__all__ = ["DeiTConfig", "PatchEmbed", "Block", "DeiT", "deit_s", "deit_s_mini", "check_image"]
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def deit_s(**overrides: Any) -> DeiT:
 
 
 @register_model
-def deit_tiny_cifar(**overrides: Any) -> DeiT:
-    """A small DeiT for 32-64 px inputs trained in the ci/colab profiles (4x4 patches, width 192, 6 blocks)."""
+def deit_s_mini(**overrides: Any) -> DeiT:
+    """DeiT-S scaled down for 32-64 px inputs (the ci/colab training runs): 4x4 patches, width 192, 6 blocks, 3 heads."""
     base = DeiTConfig(img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, num_classes=10)
     return DeiT(configure(base, overrides))
