@@ -1,7 +1,6 @@
 """Imports every architecture module so that their entry points are registered."""
 
 from . import deit  # noqa: F401
-from . import rest  # noqa: F401
 from . import tnt  # noqa: F401
 
-__all__ = ["deit", "rest", "tnt"]
+__all__ = ["deit", "tnt"]
