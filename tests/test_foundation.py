@@ -1,0 +1,264 @@
+"""The frame every chapter plugs into: registry, profiles, results store, attention, DeiT, weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import yaml
+
+import tnt_rest_lite
+from tnt_rest_lite import book, create_model, list_models
+from tnt_rest_lite.complexity import count_flops, count_params
+from tnt_rest_lite.layers import Attention, DropPath, capture_attention
+from tnt_rest_lite.profiles import PROFILES, get_profile
+from tnt_rest_lite.results import load_json, provenance, save_json
+from tnt_rest_lite.weights import load_timm
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+# --- registry -------------------------------------------------------------------------------
+
+
+def test_registry_lists_and_creates_every_model() -> None:
+    names = list_models()
+    assert "deit_s" in names and "deit_s_mini" in names
+    model = create_model("deit_s_mini")
+    assert isinstance(model, torch.nn.Module)
+
+
+def test_unknown_model_lists_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"Unknown model 'no_such_net'.*deit_s"):
+        create_model("no_such_net")
+
+
+def test_unknown_override_is_clear_error() -> None:
+    with pytest.raises(TypeError, match=r"DeiTConfig has no field\(s\) \['widht'\]"):
+        create_model("deit_s_mini", widht=3)
+
+
+def test_timm_create_model_after_import() -> None:
+    model = timm.create_model("deit_s_mini", num_classes=7)
+    assert type(model).__module__ == "tnt_rest_lite.deit"
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
+
+
+# --- profiles -------------------------------------------------------------------------------
+
+
+def test_profiles_resolve_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TNT_REST_PROFILE", "full")
+    assert get_profile().name == "full"
+    monkeypatch.setenv("TNT_REST_PROFILE", "Colab")
+    assert get_profile().name == "colab"
+    assert get_profile("ci") is PROFILES["ci"]
+
+
+def test_default_profile_follows_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TNT_REST_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert get_profile().name == "colab"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert get_profile().name == "ci"
+
+
+def test_unknown_profile_lists_valid_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TNT_REST_PROFILE", "huge")
+    with pytest.raises(ValueError, match=r"Unknown profile 'huge' \(from \$TNT_REST_PROFILE\).*ci, colab, full"):
+        get_profile()
+
+
+def test_profiles_grow_from_ci_to_full() -> None:
+    ci, colab, full = PROFILES["ci"], PROFILES["colab"], PROFILES["full"]
+    assert ci.train_samples < colab.train_samples <= full.train_samples
+    assert ci.epochs < colab.epochs <= full.epochs
+
+
+# --- results store --------------------------------------------------------------------------
+
+
+def test_results_carry_provenance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
+    path = save_json("unit_result", {"top1": 12.5, "t": torch.tensor([1.0, 2.0])}, seed=3, wall_time_s=1.23456)
+    assert path == tmp_path / "ci" / "unit_result.json"
+    record = json.loads(path.read_text())
+    assert record["data"] == {"top1": 12.5, "t": [1.0, 2.0]}
+    prov = record["provenance"]
+    assert prov["profile"] == "ci" and prov["seed"] == 3 and prov["wall_time_s"] == 1.235
+    assert prov["torch"] == torch.__version__ and prov["device"].startswith("CPU")
+    assert {"git_commit", "date", "timm"} <= set(prov)
+    assert load_json("unit_result")["data"]["top1"] == 12.5
+
+
+def test_missing_result_is_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="No stored result 'nothing_here' for profile 'ci'"):
+        load_json("nothing_here")
+
+
+def test_provenance_extra_fields() -> None:
+    assert provenance(seed=None, note="x")["note"] == "x"
+
+
+# --- the one attention module ----------------------------------------------------------------
+
+
+def _manual_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
+    """Softmax(QK^T / sqrt(d)) V written out from the module's own weights."""
+    b, n, c = x.shape
+    h, d = attn.num_heads, attn.head_dim
+    q = (x @ attn.q.weight.T + attn.q.bias).view(b, n, h, d).transpose(1, 2)
+    k, v = (x @ attn.kv.weight.T + attn.kv.bias).view(b, n, 2, h, d).permute(2, 0, 3, 1, 4)
+    weights = torch.softmax(q @ k.transpose(-2, -1) / d**0.5, dim=-1)
+    out = (weights @ v).transpose(1, 2).reshape(b, n, c)
+    return out @ attn.proj.weight.T + attn.proj.bias
+
+
+def test_attention_fused_and_explicit_paths_match_the_math() -> None:
+    attn = Attention(32, num_heads=4, qkv_bias=True).eval()
+    x = torch.randn(2, 10, 32)
+    expected = _manual_attention(attn, x)
+    torch.testing.assert_close(attn(x), expected, atol=1e-5, rtol=1e-5)
+    with capture_attention(attn) as maps:
+        out = attn(x)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    probs = maps[""]["attn"]
+    assert probs.shape == (2, 4, 10, 10)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 4, 10))
+    assert not attn.keep_maps and attn.maps == {}  # capture mode is switched off again
+
+
+def test_capture_attention_names_every_block() -> None:
+    model = create_model("deit_s_mini").eval()
+    with capture_attention(model) as maps:
+        model(torch.randn(1, 3, 32, 32))
+    assert sorted(maps) == sorted(f"blocks.{i}.attn" for i in range(6))
+    assert maps["blocks.0.attn"]["attn"].shape == (1, 3, 65, 65)  # 64 patches + class token
+
+
+def test_attention_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="divisible by num_heads"):
+        Attention(30, num_heads=4)
+    attn = Attention(16, num_heads=2, sr_ratio=2)
+    with pytest.raises(ValueError, match=r"needs size=\(H, W\)"):
+        attn(torch.randn(1, 16, 16))
+    with pytest.raises(ValueError, match="does not match the 16 tokens"):
+        attn(torch.randn(1, 16, 16), size=(3, 5))
+
+
+def test_drop_path_zeroes_whole_samples_and_keeps_expectation() -> None:
+    layer = DropPath(0.5).train()
+    x = torch.ones(4000, 3)
+    y = layer(x)
+    per_sample = y[:, 0]
+    assert set(per_sample.unique().tolist()) <= {0.0, 2.0}
+    assert torch.equal(y, per_sample[:, None].expand(-1, 3))
+    assert abs(y.mean().item() - 1.0) < 0.1
+    assert torch.equal(layer.eval()(x), x)
+
+
+# --- DeiT-S and timm ------------------------------------------------------------------------
+
+
+def test_deit_s_matches_timm_logits_and_parameter_count() -> None:
+    reference = timm.create_model("deit_small_patch16_224").eval()
+    ours = load_timm(create_model("deit_s"), reference.state_dict()).eval()
+    assert count_params(ours) == count_params(reference) == 22_050_664
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        diff = (ours(x) - reference(x)).abs().max().item()
+    assert diff < 1e-5
+
+
+def test_load_timm_names_missing_and_unexpected_keys() -> None:
+    state = timm.create_model("deit_small_patch16_224").state_dict()
+    state.pop("norm.weight")
+    state["extra.bias"] = torch.zeros(1)
+    with pytest.raises(KeyError, match=r"missing keys \['norm.weight'\]; unexpected keys \['extra.bias'\]"):
+        load_timm(create_model("deit_s"), state)
+
+
+def test_load_timm_names_shape_mismatch() -> None:
+    state = timm.create_model("deit_small_patch16_224").state_dict()
+    with pytest.raises(ValueError, match=r"shape mismatch for head.weight: expected \(10, 384\)"):
+        load_timm(create_model("deit_s", num_classes=10), state)
+    # ...unless the caller keeps its own head on purpose
+    load_timm(create_model("deit_s", num_classes=10), state, skip_head=True)
+
+
+def test_deit_rejects_wrong_image_size() -> None:
+    model = create_model("deit_s_mini")
+    with pytest.raises(ValueError, match=r"expects images of shape \(B, 3, 32, 32\), got \(1, 3, 48, 48\)"):
+        model(torch.randn(1, 3, 48, 48))
+    with pytest.raises(ValueError, match=r"\(B, 3, 32, 32\), got \(1, 1, 32, 32\)"):
+        model(torch.randn(1, 1, 32, 32))
+    with pytest.raises(ValueError, match="must be a multiple of patch_size=4"):
+        create_model("deit_s_mini", img_size=30)
+
+
+def test_pretrained_offline_is_clear_error() -> None:
+    # A subprocess with the hub forced offline: the test never touches the network.
+    code = "import tnt_rest_lite as t; t.create_model('deit_s', pretrained=True)"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode != 0
+    assert "Could not download the pretrained weights of 'deit_s'" in proc.stderr
+    assert "deit_small_patch16_224.fb_in1k" in proc.stderr and "pretrained=False" in proc.stderr
+
+
+def test_pretrained_needs_published_weights() -> None:
+    with pytest.raises(ValueError, match="No pretrained weights are published for 'deit_s_mini'"):
+        create_model("deit_s_mini", pretrained=True)
+
+
+# --- FLOP counting ----------------------------------------------------------------------------
+
+
+def test_fused_attention_flops_match_explicit_matmuls() -> None:
+    model = create_model("deit_s").eval()
+    plain = count_flops(model, count_fused_attention=False).total
+    fused = count_flops(model).total
+    # 12 blocks x (QK^T + AV) = 12 x 2 x 197^2 x 384 multiply-adds
+    assert fused - plain == 12 * 2 * 197 * 197 * 384
+    with capture_attention(model):  # explicit matmul path, counted by fvcore itself
+        explicit = count_flops(model, count_fused_attention=False).total
+    assert explicit == fused
+
+
+# --- the book -------------------------------------------------------------------------------
+
+
+def test_config_repository_matches_setup_cell_url() -> None:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert config["repository"]["url"] == book.REPOSITORY_URL
+    assert config["execute"]["execute_notebooks"] == "off"
+
+
+def test_every_notebook_starts_with_the_setup_cell() -> None:
+    import nbformat
+
+    paths = book.notebook_paths(ROOT)
+    assert paths and paths[0].name == "00_tour.ipynb"
+    for path in paths:
+        nb = nbformat.read(path, as_version=4)
+        first_code = next(c for c in nb.cells if c.cell_type == "code")
+        assert first_code.source == book.setup_cell_source(), path.name
+
+
+def test_toc_lists_every_notebook_in_order() -> None:
+    toc = (ROOT / "_toc.yml").read_text()
+    positions = [toc.find(f"notebooks/{p.stem}") for p in book.notebook_paths(ROOT)]
+    assert all(pos >= 0 for pos in positions), "a notebook is missing from _toc.yml"
+    assert positions == sorted(positions)
+
+
+def test_package_exports() -> None:
+    assert tnt_rest_lite.__version__
+    assert callable(tnt_rest_lite.create_model) and callable(tnt_rest_lite.get_profile)
