@@ -1,0 +1,52 @@
+# The two commands of the README: `make book` and `make test`. Both install first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+# Run a stage, print its wall time, keep its exit status.
+define stage
+start=$$(date +%s); echo "::: $(1)"; ( $(2) ); rc=$$?; echo "::: $(1): $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
+endef
+
+.PHONY: install book test lint unit notebooks html clean
+
+install: $(VENV)/.installed
+
+# A virtual environment with the pinned torch/torchvision (constraints.txt) and the package in editable mode.
+$(VENV)/.installed: pyproject.toml requirements.txt constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements.txt
+	touch $@
+
+# Main job: re-execute every notebook in the active profile (outputs written back), then build the HTML book.
+book: install
+	$(BIN)/python -m tnt_rest_lite reproduce
+
+# Tests: lint, unit tests, every notebook executed in the ci profile (not written back), the book with -W.
+test:
+	@$(call stage,install,$(MAKE) --no-print-directory install)
+	@$(call stage,lint,$(MAKE) --no-print-directory lint)
+	@$(call stage,unit tests,$(MAKE) --no-print-directory unit)
+	@$(call stage,notebooks (ci profile),$(MAKE) --no-print-directory notebooks)
+	@$(call stage,book build,$(MAKE) --no-print-directory html)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: install
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+
+# nbmake runs each notebook top to bottom in a fresh kernel; a cell error fails the test. Results go to a
+# temporary folder so a test run never overwrites the committed results/ of a real run.
+notebooks: install
+	results=$$(mktemp -d) && TNT_REST_PROFILE=ci TNT_REST_RESULTS=$$results \
+		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider notebooks
+
+html: install
+	$(BIN)/jupyter-book build . -W --keep-going
+
+clean:
+	rm -rf _build
