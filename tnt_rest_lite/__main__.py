@@ -11,6 +11,12 @@ from .book import execute_notebook, notebook_paths, repo_root, sync_setup_cells
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["bench"]:
+        # argparse's REMAINDER does not capture options ("--batch 8"): hand them over directly.
+        from . import bench as bench_module
+
+        return bench_module.main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", help="re-execute every notebook (writing outputs back), then build the book")

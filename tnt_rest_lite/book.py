@@ -90,9 +90,7 @@ def sync_setup_cells(paths: list[Path] | None = None) -> list[Path]:
     return changed
 
 
-def execute_notebook(
-    path: Path, *, profile: str | None = None, write_back: bool = True, timeout: int = 3600
-) -> float:
+def execute_notebook(path: Path, *, profile: str | None = None, write_back: bool = True, timeout: int = 3600) -> float:
     """Run a notebook top to bottom in its own folder; store the outputs unless ``write_back=False``.
 
     Returns the wall time in seconds. A cell error raises (nbclient's ``CellExecutionError``).

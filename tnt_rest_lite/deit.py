@@ -98,8 +98,7 @@ class DeiT(nn.Module):
         self.pos_drop = nn.Dropout(c.drop_rate)
         rates = torch.linspace(0, c.drop_path_rate, c.depth).tolist()  # deeper blocks drop more
         self.blocks = nn.ModuleList(
-            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.drop_rate, c.attn_drop_rate, r)
-            for r in rates
+            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.drop_rate, c.attn_drop_rate, r) for r in rates
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()

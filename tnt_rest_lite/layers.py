@@ -71,9 +71,7 @@ class Attention(nn.Module):
         if sr_ratio > 1:
             # A depthwise conv with kernel s+1 and stride s shrinks the key/value map s times
             # per side, so the score matrix is N x N/s^2 instead of N x N.
-            self.sr = nn.Conv2d(
-                dim, dim, kernel_size=sr_ratio + 1, stride=sr_ratio, padding=sr_ratio // 2, groups=dim
-            )
+            self.sr = nn.Conv2d(dim, dim, kernel_size=sr_ratio + 1, stride=sr_ratio, padding=sr_ratio // 2, groups=dim)
             self.sr_norm = nn.LayerNorm(dim)
         self.head_transform = head_transform and num_heads > 1
         if self.head_transform:
@@ -120,7 +118,14 @@ class Attention(nn.Module):
             scores = (q @ k.transpose(-2, -1)) * self.scale  # (B, heads, N, N')
             if self.head_transform:
                 mixed = self.transform_conv(scores)  # 1x1 conv: heads talk to each other
-                attn = self.transform_norm(mixed.softmax(dim=-1))  # IN restores head diversity
+                probs = mixed.softmax(dim=-1)
+                if probs.shape[-2] * probs.shape[-1] > 1:
+                    attn = self.transform_norm(probs)  # IN restores head diversity
+                else:
+                    # One query and one key (a 32 px image reaches ResT's stage 4 as 1x1): IN of a
+                    # single element is that element minus its own mean, i.e. zero. torch refuses a
+                    # 1x1 plane, so the result is written out.
+                    attn = torch.zeros_like(probs)
             else:
                 mixed = scores
                 attn = scores.softmax(dim=-1)

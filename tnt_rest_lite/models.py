@@ -1,6 +1,5 @@
 """Imports every architecture module so that their entry points are registered."""
 
-from . import deit  # noqa: F401
-from . import tnt  # noqa: F401
+from . import deit, rest, tnt  # noqa: F401
 
-__all__ = ["deit", "tnt"]
+__all__ = ["deit", "rest", "tnt"]

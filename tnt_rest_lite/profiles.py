@@ -105,7 +105,5 @@ def get_profile(name: str | None = None) -> Profile:
     key = chosen.strip().lower()
     if key not in PROFILES:
         source = "argument" if name else f"${ENV_VAR}"
-        raise ValueError(
-            f"Unknown profile '{chosen}' (from {source}). Valid profiles: {', '.join(PROFILES)}"
-        )
+        raise ValueError(f"Unknown profile '{chosen}' (from {source}). Valid profiles: {', '.join(PROFILES)}")
     return PROFILES[key]

@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = ["TNT_TABLE1", "TNT_TABLE2", "REST_TABLE1", "REST_TABLE2", "REST_ABLATION", "MODELS", "published"]
 
+# fmt: off
 # TNT supplement, Table 1: exploring SE in TNT (224 x 224).
 TNT_TABLE1: dict[str, dict[str, float]] = {
     "tnt_s": {"params_m": 23.8, "flops_g": 5.2, "top1": 81.5, "top5": 95.7},
@@ -60,6 +61,8 @@ MODELS: dict[str, dict[str, Any]] = {
     "rest_base": {"params_m": 30.0, "flops_g": 4.3, "throughput": 673, "top1": 81.6, "source": "rest_readme"},
     "rest_large": {"params_m": 52.0, "flops_g": 7.9, "throughput": 429, "top1": 83.6, "source": "rest_readme"},
 }
+
+# fmt: on
 
 
 def published(model: str, column: str) -> float | None:

@@ -37,15 +37,11 @@ def configure(config: C, overrides: dict[str, Any]) -> C:
     fields = {f.name for f in dataclasses.fields(config)}  # type: ignore[arg-type]
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise TypeError(
-            f"{type(config).__name__} has no field(s) {unknown}; valid overrides are {sorted(fields)}"
-        )
+        raise TypeError(f"{type(config).__name__} has no field(s) {unknown}; valid overrides are {sorted(fields)}")
     return dataclasses.replace(config, **overrides)  # type: ignore[type-var]
 
 
-def register_model(
-    fn: Callable[..., nn.Module] | None = None, *, timm_pretrained: str | None = None
-) -> Any:
+def register_model(fn: Callable[..., nn.Module] | None = None, *, timm_pretrained: str | None = None) -> Any:
     """Register an entry point under its function name, here and in timm's registry."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:

@@ -36,9 +36,7 @@ def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], sour
         raise ValueError(f"{source} does not match {type(model).__name__}: shape mismatch for " + "; ".join(mis_shaped))
 
 
-def load_timm(
-    model: nn.Module, state_dict: dict[str, torch.Tensor], *, skip_head: bool = False
-) -> nn.Module:
+def load_timm(model: nn.Module, state_dict: dict[str, torch.Tensor], *, skip_head: bool = False) -> nn.Module:
     """Convert a timm state dict to ``model``'s names and load it strictly.
 
     Args:
