@@ -119,11 +119,6 @@ class PixelEmbed(nn.Module):
         c = config
         if c.img_size % c.patch_size != 0:
             raise ValueError(f"img_size={c.img_size} must be a multiple of patch_size={c.patch_size}")
-        if c.pixels_per_side < 1:
-            raise ValueError(
-                f"pixel_kernel={c.pixel_kernel}, pixel_stride={c.pixel_stride} leave no pixel token "
-                f"in a {c.patch_size}x{c.patch_size} patch"
-            )
         self.patch_size = c.patch_size
         self.num_pixels = c.num_pixels
         self.proj = nn.Conv2d(
