@@ -255,7 +255,8 @@ class TNT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.outer_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, c.num_patches + 1, c.outer_dim))
         self.pos_drop = nn.Dropout(c.drop_rate)
-        rates = torch.linspace(0, c.drop_path_rate, c.depth).tolist()  # deeper blocks drop more
+        # Deeper blocks drop more (0 -> drop_path_rate); plain Python so the model builds on "meta" too.
+        rates = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]
         self.blocks = nn.ModuleList(TNTBlock(c, r) for r in rates)
         self.norm = nn.LayerNorm(c.outer_dim)
         self.head = nn.Linear(c.outer_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
