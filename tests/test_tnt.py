@@ -10,10 +10,11 @@ import pytest
 import timm
 import torch
 
-from tnt_rest_lite.complexity import count_params
+from tnt_rest_lite.complexity import count_flops, count_params
 from tnt_rest_lite.layers import Attention, capture_attention
 from tnt_rest_lite.registry import create_model
 from tnt_rest_lite.tnt import (
+    COMPONENTS,
     TNT,
     PixelEmbed,
     PixelToPatch,
@@ -21,6 +22,7 @@ from tnt_rest_lite.tnt import (
     TNTBlock,
     TNTConfig,
     TransformerBlock,
+    complexity_breakdown,
     se_extra_params,
 )
 from tnt_rest_lite.weights import load_timm
@@ -251,6 +253,19 @@ def test_squeeze_excite_gate() -> None:
     ratio = out / m  # one factor per (image, channel), shared by every token, in (-1, 1)
     assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-5)
     assert ratio.abs().max() < 1
+
+
+def test_complexity_breakdown_partitions_the_model() -> None:
+    model = create_model("tnt_s_se_mini")
+    report = count_flops(model, image_size=32)
+    parts = complexity_breakdown(model, report)
+    assert list(parts) == list(COMPONENTS)
+    assert sum(p["params"] for p in parts.values()) == count_params(model)
+    assert sum(p["flops"] for p in parts.values()) == report.total
+    assert parts["SE"]["params"] == 6 * se_extra_params(192)
+    assert all(p["params"] > 0 and p["flops"] > 0 for p in parts.values())
+    plain = complexity_breakdown(create_model("tnt_s_mini"))
+    assert plain["SE"]["params"] == 0 and "flops" not in plain["SE"]
 
 
 # --- bad input and pretrained weights --------------------------------------------------------

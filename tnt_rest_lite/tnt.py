@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .complexity import FlopReport
 from .deit import check_image
 from .layers import Attention, DropPath, Mlp
 from .registry import configure, register_model
@@ -50,6 +51,9 @@ __all__ = [
     "TNTBlock",
     "TNT",
     "se_extra_params",
+    "COMPONENTS",
+    "component_of",
+    "complexity_breakdown",
     "tnt_s",
     "tnt_s_se",
     "tnt_b",
@@ -357,6 +361,58 @@ class TNT(nn.Module):
             out[key.replace(".qk.", ".q.")] = qk[:dim]
             out[key.replace(".qk.", ".kv.")] = torch.cat([qk[dim:], v], dim=0)
         return out
+
+
+COMPONENTS = (
+    "pixel embedding",
+    "patch embedding",
+    "inner blocks",
+    "pixel->patch in blocks",
+    "outer blocks",
+    "SE",
+    "final norm + head",
+)
+
+
+def component_of(name: str) -> str:
+    """The component of :data:`COMPONENTS` that a parameter of :class:`TNT` belongs to."""
+    if name.startswith("pixel_embed."):
+        return "pixel embedding"
+    if name.startswith(("patch_embed.", "cls_token", "pos_embed")):
+        return "patch embedding"
+    if name.startswith("blocks."):
+        part = name.split(".")[2]
+        if part == "inner":
+            return "inner blocks"
+        if part == "pixel_to_patch":
+            return "pixel->patch in blocks"
+        return "SE" if name.split(".")[3] == "se" else "outer blocks"
+    return "final norm + head"
+
+
+def complexity_breakdown(model: TNT, report: FlopReport | None = None) -> dict[str, dict[str, int]]:
+    """Parameters (and FLOPs, from an fvcore ``report`` of ``model``) per component.
+
+    Returns ``{component: {"params": ..., "flops": ...}}`` in the order of :data:`COMPONENTS`; the
+    components partition the model, so each column sums to the model's total.
+    """
+    out = {c: {"params": 0} for c in COMPONENTS}
+    for name, p in model.named_parameters():
+        out[component_of(name)]["params"] += p.numel()
+    if report is not None:
+        flops = dict.fromkeys(COMPONENTS, 0)
+        flops["pixel embedding"] = report.module("pixel_embed")
+        flops["patch embedding"] = report.module("patch_embed")
+        for i in range(len(model.blocks)):
+            se = report.module(f"blocks.{i}.outer.se")
+            flops["inner blocks"] += report.module(f"blocks.{i}.inner")
+            flops["pixel->patch in blocks"] += report.module(f"blocks.{i}.pixel_to_patch")
+            flops["outer blocks"] += report.module(f"blocks.{i}.outer") - se
+            flops["SE"] += se
+        flops["final norm + head"] = report.module("norm") + report.module("head")
+        for c in COMPONENTS:
+            out[c]["flops"] = flops[c]
+    return out
 
 
 def _init_weights(m: nn.Module) -> None:
