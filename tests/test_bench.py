@@ -1,0 +1,116 @@
+"""The throughput benchmark: structure of what it returns and stores, and the batch search on OOM."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tnt_rest_lite import bench
+from tnt_rest_lite.registry import create_model
+from tnt_rest_lite.results import load_json
+
+ROW_KEYS = {
+    "model",
+    "dtype",
+    "requested_batch",
+    "batch",
+    "times_s",
+    "median_s",
+    "images_per_s",
+    "peak_memory_mb",
+    "memory_kind",
+}
+
+
+def test_run_benchmark_structure() -> None:
+    result = bench.run_benchmark(
+        ("rest_lite_mini", "rest_lite_msa_mini"), image_size=64, batch=2, repeats=2, warmup=1, device="cpu"
+    )
+    assert result["settings"]["device"] == "cpu"
+    assert result["settings"]["autocast_dtype"] == "bfloat16"
+    assert [(r["model"], r["dtype"]) for r in result["rows"]] == [
+        ("rest_lite_mini", "float32"),
+        ("rest_lite_mini", "autocast"),
+        ("rest_lite_msa_mini", "float32"),
+        ("rest_lite_msa_mini", "autocast"),
+    ]
+    for row in result["rows"]:
+        assert set(row) == ROW_KEYS
+        assert row["batch"] == row["requested_batch"] == 2
+        assert len(row["times_s"]) == 2 and row["median_s"] > 0
+        assert row["images_per_s"] == pytest.approx(2 / row["median_s"])
+    speed = {(r["model"], r["dtype"]): r["images_per_s"] for r in result["rows"]}
+    for dtype in ("float32", "autocast"):
+        expected = speed[("rest_lite_mini", dtype)] / speed[("rest_lite_msa_mini", dtype)]
+        assert result["ratios"][dtype] == pytest.approx(expected)
+    table = bench.format_table(result)
+    assert "rest_lite_mini / rest_lite_msa_mini (float32)" in table
+
+
+def test_main_writes_the_results_store(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--models", "rest_lite_mini", "--image-size", "48", "--batch", "2", "--repeats", "1"]
+    argv += ["--device", "cpu", "--dtype", "float32", "--name", "bench_test"]
+    assert bench.main(argv) == 0
+    assert "rest_lite_mini" in capsys.readouterr().out
+    stored = load_json("bench_test")
+    assert stored["provenance"]["profile"] == "ci"
+    assert stored["provenance"]["wall_time_s"] > 0
+    assert stored["data"]["settings"]["image_size"] == 48
+    assert set(stored["data"]["rows"][0]) == ROW_KEYS
+    assert stored["data"]["ratios"] == {}  # one model: nothing to compare
+
+
+def test_cli_routes_bench_options() -> None:
+    from tnt_rest_lite.__main__ import main
+
+    argv = ["bench", "--models", "rest_lite_mini", "--image-size", "40", "--batch", "1", "--repeats", "1"]
+    assert main(argv + ["--device", "cpu", "--dtype", "float32", "--no-save"]) == 0
+
+
+def test_largest_fitting_batch_halves_on_out_of_memory() -> None:
+    tried = []
+
+    def run(batch: int) -> str:
+        tried.append(batch)
+        if batch > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return f"ran {batch}"
+
+    assert bench.largest_fitting_batch(run, 16) == (4, "ran 4")
+    assert tried == [16, 8, 4]
+
+
+def test_largest_fitting_batch_gives_up_at_one_and_passes_other_errors() -> None:
+    def never_fits(batch: int) -> None:
+        raise bench.MemoryBudgetExceeded(f"batch {batch} too big")
+
+    with pytest.raises(bench.MemoryBudgetExceeded, match="batch 1"):
+        bench.largest_fitting_batch(never_fits, 4)
+
+    def broken(batch: int) -> None:
+        raise RuntimeError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        bench.largest_fitting_batch(broken, 4)
+    with pytest.raises(ValueError, match="batch must be"):
+        bench.largest_fitting_batch(broken, 0)
+
+
+def test_cpu_memory_budget_counts_as_out_of_memory() -> None:
+    model = create_model("rest_lite_msa_mini")
+    with pytest.raises(bench.MemoryBudgetExceeded, match="above the budget"):
+        bench.measure(model, 4, 64, torch.device("cpu"), repeats=1, memory_budget_mb=-1)
+    assert bench.is_out_of_memory(bench.MemoryBudgetExceeded("x"))
+    assert bench.is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried"))
+    assert not bench.is_out_of_memory(RuntimeError("size mismatch"))
+
+
+def test_bad_arguments_are_clear_errors() -> None:
+    model = create_model("rest_lite_mini")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        bench.measure(model, 1, 32, torch.device("cpu"), dtype="float16")
+    with pytest.raises(ValueError, match="repeats >= 1"):
+        bench.measure(model, 1, 32, torch.device("cpu"), repeats=0)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA device"):
+            bench.run_benchmark(("rest_lite_mini",), device="cuda")

@@ -1,0 +1,385 @@
+"""ResT (v1): an efficient multi-scale vision transformer (Zhang & Yang, NeurIPS 2021).
+
+The network is a pyramid of four stages, like a ResNet:
+
+* a convolutional **stem** (three 3x3 convolutions, output stride 4) followed by **PA**, the
+  pixel-attention position encoding ``x * sigmoid(depthwise_conv3x3(x))``;
+* four **stages** of pre-norm transformer blocks whose attention is **EMSA**: keys and values
+  come from a map shrunk ``s`` times per side by a depthwise convolution (kernel ``s + 1``,
+  stride ``s``) and a LayerNorm, and, with more than one head, the scaled scores are mixed
+  across heads by a 1x1 convolution, soft-maxed and instance-normalised;
+* between stages a **patch embedding**: a stride-2 3x3 convolution, BatchNorm and PA;
+* a final LayerNorm, global average pooling and a linear classifier.
+
+EMSA is :class:`tnt_rest_lite.layers.Attention` with ``sr_ratio=s, head_transform=True``; the
+MSA baseline of the supplement's Table 1 (``rest_lite_msa``) is the same class with ``s = 1``
+and no head transform. Spatial sizes are always read from the tensors, so any image of at
+least 32x32 pixels works, square or not, multiple of 32 or not.
+
+Parameter names follow the authors' code (``stem.conv1``, ``stage1.0.attn.sr``,
+``patch_embed_2.pos.pa_conv``, ...), so their published checkpoints load with
+``model.load_state_dict(state_dict, strict=True)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .layers import Attention, DropPath, Mlp
+from .registry import configure, register_model
+
+__all__ = [
+    "ResTConfig",
+    "PA",
+    "Stem",
+    "PatchEmbed",
+    "Block",
+    "ResT",
+    "check_rest_image",
+    "paper_convention_flops",
+    "MIN_IMAGE_SIZE",
+    "rest_lite",
+    "rest_lite_msa",
+    "rest_small",
+    "rest_base",
+    "rest_large",
+    "rest_lite_mini",
+    "rest_lite_msa_mini",
+]
+
+MIN_IMAGE_SIZE = 32  # ResT's claim: any input of at least 32x32 pixels (stage 4 is then 1x1)
+
+
+@dataclass(frozen=True)
+class ResTConfig:
+    """Configuration of a ResT; the registered entry points below override fields of it."""
+
+    in_chans: int = 3
+    num_classes: int = 1000
+    embed_dims: tuple[int, int, int, int] = (64, 128, 256, 512)
+    num_heads: tuple[int, int, int, int] = (1, 2, 4, 8)
+    depths: tuple[int, int, int, int] = (2, 2, 2, 2)
+    sr_ratios: tuple[int, int, int, int] = (8, 4, 2, 1)
+    mlp_ratio: float = 4.0
+    qkv_bias: bool = True
+    head_transform: bool = True  # EMSA's 1x1 conv + IN across heads (False: plain MSA)
+    stage_norm: bool = False  # LayerNorm on the outputs of stages 1-3 (dense prediction, supp. Table 2)
+    drop_rate: float = 0.0
+    attn_drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+
+
+def check_rest_image(x: torch.Tensor, in_chans: int) -> None:
+    """Raise a clear error unless ``x`` is ``(B, in_chans, H, W)`` with ``H, W >= 32``."""
+    if x.ndim != 4 or x.shape[1] != in_chans:
+        raise ValueError(f"ResT expects images of shape (B, {in_chans}, H, W), got {tuple(x.shape)}")
+    if min(x.shape[-2:]) < MIN_IMAGE_SIZE:
+        raise ValueError(
+            f"ResT needs images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels (output stride 32), "
+            f"got {x.shape[-2]}x{x.shape[-1]}"
+        )
+
+
+class PA(nn.Module):
+    """Pixel attention, ResT's position encoding: ``x * sigmoid(depthwise_conv3x3(x))``.
+
+    A depthwise 3x3 convolution (one 3x3 kernel per channel, with bias) looks at each pixel's
+    neighbourhood and gates the pixel; the gate depends on position through the zero padding
+    and the content around it, which is what lets ResT drop a fixed-size position table.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.pa_conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The sigmoid map that multiplies ``x`` (same shape as ``x``, values in (0, 1))."""
+        return torch.sigmoid(self.pa_conv(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class Stem(nn.Module):
+    """Three 3x3 convolutions (strides 2, 1, 2: output stride 4), then PA.
+
+    ``in_chans -> out/2`` (BN, ReLU) ``-> out/2`` (BN, ReLU) ``-> out``; the convolutions have no
+    bias because a BatchNorm follows (or, for ``conv3``, PA's own convolution has one).
+    """
+
+    def __init__(self, in_chans: int, out_dim: int) -> None:
+        super().__init__()
+        hidden = out_dim // 2
+        self.conv1 = nn.Conv2d(in_chans, hidden, kernel_size=3, stride=2, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, hidden, kernel_size=3, stride=1, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(hidden)
+        self.conv3 = nn.Conv2d(hidden, out_dim, kernel_size=3, stride=2, padding=1, bias=False)
+        self.act = nn.ReLU()
+        self.pos = PA(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.norm1(self.conv1(x)))
+        x = self.act(self.norm2(self.conv2(x)))
+        return self.pos(self.conv3(x))
+
+
+class PatchEmbed(nn.Module):
+    """Between stages: halve the map and widen the channels (3x3 conv stride 2, BN, PA)."""
+
+    def __init__(self, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_dim, out_dim, kernel_size=3, stride=2, padding=1)
+        self.norm = nn.BatchNorm2d(out_dim)
+        self.pos = PA(out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pos(self.norm(self.conv(x)))
+
+
+class Block(nn.Module):
+    """Pre-norm ResT block: ``x += EMSA(LN(x)); x += MLP(LN(x))`` on the tokens of an ``H x W`` grid."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        sr_ratio: int,
+        head_transform: bool,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(
+            dim,
+            num_heads,
+            qkv_bias=qkv_bias,
+            attn_drop=attn_drop,
+            proj_drop=drop,
+            sr_ratio=sr_ratio,
+            head_transform=head_transform,
+        )
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), size=size))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+def _to_tokens(x: torch.Tensor) -> torch.Tensor:
+    return x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
+
+
+def _to_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *size)  # (B, H*W, C) -> (B, C, H, W)
+
+
+class ResT(nn.Module):
+    """ResT: convolutional stem, four EMSA stages joined by stride-2 patch embeddings, linear head."""
+
+    def __init__(self, config: ResTConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        for field in ("embed_dims", "num_heads", "depths", "sr_ratios"):
+            if len(getattr(c, field)) != 4:
+                raise ValueError(f"ResT has four stages: {field} needs 4 values, got {getattr(c, field)}")
+        self.num_classes = c.num_classes
+        dims = c.embed_dims
+        self.stem = Stem(c.in_chans, dims[0])
+        total = sum(c.depths)
+        rates = [c.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # deeper blocks drop more
+        for i in range(4):
+            if i > 0:
+                # named patch_embed_2..4 as in the authors' code (stage i+1 starts with it)
+                setattr(self, f"patch_embed_{i + 1}", PatchEmbed(dims[i - 1], dims[i]))
+            first = sum(c.depths[:i])
+            blocks = nn.ModuleList(
+                Block(
+                    dims[i],
+                    c.num_heads[i],
+                    c.sr_ratios[i],
+                    c.head_transform,
+                    c.mlp_ratio,
+                    c.qkv_bias,
+                    c.drop_rate,
+                    c.attn_drop_rate,
+                    rates[first + j],
+                )
+                for j in range(c.depths[i])
+            )
+            setattr(self, f"stage{i + 1}", blocks)
+            if c.stage_norm and i < 3:
+                # stage 4 already ends with the final `norm`; names as in the authors' detection code
+                setattr(self, f"norm{i + 1}", nn.LayerNorm(dims[i]))
+        self.norm = nn.LayerNorm(dims[3])
+        self.head = nn.Linear(dims[3], c.num_classes) if c.num_classes > 0 else nn.Identity()
+        self.apply(_init_weights)
+
+    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The four stage outputs as maps ``(B, C_i, H_i, W_i)`` at strides 4, 8, 16, 32.
+
+        Stage 4 ends with the final LayerNorm; stages 1-3 get their own LayerNorm when the model
+        was built with ``stage_norm=True`` (the "w LN" setting of the supplement's Table 2).
+        """
+        check_rest_image(x, self.config.in_chans)
+        outputs = []
+        x = self.stem(x)
+        for i in range(1, 5):
+            if i > 1:
+                x = getattr(self, f"patch_embed_{i}")(x)
+            size = (x.shape[-2], x.shape[-1])  # from the tensor: odd and non-square sizes work
+            tokens = _to_tokens(x)
+            for block in getattr(self, f"stage{i}"):
+                tokens = block(tokens, size)
+            if i == 4:
+                tokens = self.norm(tokens)
+            elif self.config.stage_norm:
+                tokens = getattr(self, f"norm{i}")(tokens)
+            x = _to_map(tokens, size)
+            outputs.append(x)
+        return outputs
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Tokens of stage 4 after the final norm: ``(B, H_4 * W_4, C_4)``."""
+        return _to_tokens(self.forward_stages(x)[-1])
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(x.mean(dim=1))  # global average pool over the tokens, then classify
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    if isinstance(m, (nn.Conv2d, nn.Linear)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def paper_convention_flops(
+    model: ResT, image_size: int | tuple[int, int] = 224, include_norms: bool = False
+) -> dict[str, int]:
+    """Multiply-adds counted the way the ResT authors count them (their ``get_flops.py``).
+
+    Their module counter (mmcv's) sees convolution and linear modules: a convolution costs
+    ``output elements x (in_channels / groups) x k_h x k_w`` plus one per output element for the
+    bias, a linear layer ``output elements x in_features``. The two attention products, which are
+    not modules, they add by hand: ``2 N N' C`` per block (``q k^T`` and ``attn v``, ``N`` query
+    tokens, ``N'`` key tokens, ``C`` channels). Here ``N`` and ``N'`` are read from the tensors.
+    ``include_norms`` also adds mmcv's count for BatchNorm/LayerNorm/InstanceNorm (elements,
+    doubled when affine) and ReLU (elements), which the counter includes too.
+
+    Returns ``{"conv", "linear", "attention_products", "norms_and_relu", "total"}``, one image.
+    """
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    counts = {"conv": 0, "linear": 0, "attention_products": 0, "norms_and_relu": 0}
+    query_tokens: dict[nn.Module, int] = {}
+
+    def conv_hook(m: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        per_output = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
+        counts["conv"] += out.numel() * per_output + (out.numel() if m.bias is not None else 0)
+
+    def linear_hook(m: nn.Linear, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        counts["linear"] += out.numel() * m.in_features
+
+    def norm_hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        affine = getattr(m, "affine", False) or getattr(m, "elementwise_affine", False)
+        counts["norms_and_relu"] += inputs[0].numel() * (2 if affine else 1)
+
+    def relu_hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        counts["norms_and_relu"] += inputs[0].numel()
+
+    def attn_pre_hook(m: Attention, args: tuple[Any, ...]) -> None:
+        query_tokens[m] = args[0].shape[1]
+
+    def make_kv_hook(attn: Attention) -> Any:
+        def kv_hook(m: nn.Linear, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            key_tokens = inputs[0].shape[1]  # N' = N / s^2 after the spatial reduction
+            counts["attention_products"] += 2 * query_tokens[attn] * key_tokens * attn.dim
+
+        return kv_hook
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+        elif include_norms and isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.InstanceNorm2d)):
+            handles.append(m.register_forward_hook(norm_hook))
+        elif include_norms and isinstance(m, nn.ReLU):
+            handles.append(m.register_forward_hook(relu_hook))
+        if isinstance(m, Attention):
+            handles.append(m.register_forward_pre_hook(attn_pre_hook))
+            handles.append(m.kv.register_forward_hook(make_kv_hook(m)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.config.in_chans, h, w))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+_MSA = {"sr_ratios": (1, 1, 1, 1), "head_transform": False}
+_MINI = {"embed_dims": (32, 64, 128, 256), "depths": (1, 1, 1, 1), "num_classes": 10}
+
+
+@register_model
+def rest_lite(**overrides: Any) -> ResT:
+    """ResT-Lite: dims 64-128-256-512, depths 2-2-2-2, heads 1-2-4-8, EMSA with s = 8-4-2-1."""
+    return ResT(configure(ResTConfig(), overrides))
+
+
+@register_model
+def rest_lite_msa(**overrides: Any) -> ResT:
+    """ResT-Lite with plain MSA (s = 1, no head transform): the baseline of the supplement's Table 1."""
+    return ResT(configure(configure(ResTConfig(), _MSA), overrides))
+
+
+@register_model
+def rest_small(**overrides: Any) -> ResT:
+    """ResT-Small: dims 64-128-256-512, depths 2-2-6-2."""
+    return ResT(configure(ResTConfig(depths=(2, 2, 6, 2)), overrides))
+
+
+@register_model
+def rest_base(**overrides: Any) -> ResT:
+    """ResT-Base: dims 96-192-384-768, depths 2-2-6-2."""
+    return ResT(configure(ResTConfig(embed_dims=(96, 192, 384, 768), depths=(2, 2, 6, 2)), overrides))
+
+
+@register_model
+def rest_large(**overrides: Any) -> ResT:
+    """ResT-Large: dims 96-192-384-768, depths 2-2-18-2."""
+    return ResT(configure(ResTConfig(embed_dims=(96, 192, 384, 768), depths=(2, 2, 18, 2)), overrides))
+
+
+@register_model
+def rest_lite_mini(**overrides: Any) -> ResT:
+    """ResT-Lite scaled down for 32-64 px training runs: dims 32-64-128-256, one block per stage, 10 classes."""
+    return ResT(configure(configure(ResTConfig(), _MINI), overrides))
+
+
+@register_model
+def rest_lite_msa_mini(**overrides: Any) -> ResT:
+    """The MSA baseline of :func:`rest_lite_mini` (s = 1, no head transform), same size otherwise."""
+    return ResT(configure(configure(ResTConfig(), {**_MINI, **_MSA}), overrides))
