@@ -1,0 +1,175 @@
+"""The training engine: same seed -> same metrics; resume == uninterrupted; checkpoint errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tnt_rest_lite import create_model
+from tnt_rest_lite.data import SyntheticShapes
+from tnt_rest_lite.engine import (
+    CHECKPOINT_FORMAT,
+    CheckpointError,
+    TrainConfig,
+    evaluate,
+    load_checkpoint,
+    plot_history,
+    save_checkpoint,
+    seed_everything,
+    train,
+)
+
+TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "patch_size": 8, "drop_path_rate": 0.1}
+
+
+@pytest.fixture(scope="module")
+def splits() -> tuple[SyntheticShapes, SyntheticShapes]:
+    return SyntheticShapes(64, 32, split="train", seed=0), SyntheticShapes(40, 32, split="val", seed=0)
+
+
+def _model(seed: int = 0, **overrides: object) -> torch.nn.Module:
+    seed_everything(seed)
+    return create_model("deit_s_mini", num_classes=20, img_size=32, **{**TINY, **overrides})
+
+
+def _config(**overrides: object) -> TrainConfig:
+    # mixup, EMA, drop-path and clipping on: every source of randomness and state is exercised
+    base = dict(
+        epochs=3,
+        batch_size=16,
+        lr=1e-3,
+        warmup_epochs=1,
+        mixup_alpha=0.8,
+        cutmix_alpha=1.0,
+        ema_decay=0.9,
+        clip_grad=1.0,
+        progress=False,
+    )
+    return TrainConfig(**{**base, **overrides})
+
+
+def _numbers(history: dict[str, list[float]]) -> dict[str, list[float]]:
+    return {k: v for k, v in history.items() if not k.endswith("time_s")}  # wall times differ run to run
+
+
+def test_same_seed_same_metrics(splits):
+    first = train(_model(), *splits, _config())
+    second = train(_model(), *splits, _config())
+    assert _numbers(first.history) == _numbers(second.history)
+    assert first.metrics == second.metrics
+    other = train(_model(), *splits, _config(seed=1))
+    assert _numbers(other.history) != _numbers(first.history)
+    assert len(first.history["epoch"]) == 3 and set(first.metrics) >= {"top1", "top5", "loss", "ema_top1"}
+
+
+def test_resume_gives_the_uninterrupted_metrics(splits, tmp_path: Path):
+    straight = train(_model(), *splits, _config(checkpoint_dir=str(tmp_path / "straight")))
+
+    class Interrupt(Exception):
+        pass
+
+    def stop_after_second_epoch(epoch: int, history: dict) -> None:
+        if epoch == 1:
+            raise Interrupt
+
+    folder = str(tmp_path / "interrupted")
+    with pytest.raises(Interrupt):
+        train(_model(), *splits, _config(checkpoint_dir=folder), on_epoch_end=stop_after_second_epoch)
+    assert load_checkpoint(Path(folder) / "last.pt")["epoch"] == 1
+    # a fresh process would build a fresh model (with another init, even): the checkpoint decides
+    resumed = train(_model(seed=123), *splits, _config(checkpoint_dir=folder))
+    assert _numbers(resumed.history) == _numbers(straight.history)
+    assert resumed.metrics == straight.metrics
+
+
+def test_checkpoint_is_atomic_and_weights_only(splits, tmp_path: Path):
+    train(_model(), *splits, _config(epochs=1, checkpoint_dir=str(tmp_path)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary file left behind
+    state = torch.load(tmp_path / "last.pt", weights_only=True)  # plain tensors and containers only
+    assert state["format"] == CHECKPOINT_FORMAT
+    assert {"model", "optimizer", "scheduler", "scaler", "ema", "history", "config", "rng"} <= set(state)
+
+
+def test_corrupt_checkpoint_names_the_file(splits, tmp_path: Path):
+    train(_model(), *splits, _config(epochs=1, checkpoint_dir=str(tmp_path)))
+    path = tmp_path / "last.pt"
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as after a crash without atomic writes
+    with pytest.raises(CheckpointError, match=str(path)):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="last.pt"):
+        train(_model(), *splits, _config(epochs=2, checkpoint_dir=str(tmp_path)))
+
+
+def test_mismatched_checkpoint_names_file_and_keys(splits, tmp_path: Path):
+    train(_model(), *splits, _config(epochs=1, checkpoint_dir=str(tmp_path)))
+    path = tmp_path / "last.pt"
+    deeper = _model(depth=2)
+    with pytest.raises(KeyError, match=r"last\.pt.*missing keys \[.*'blocks\.1\.attn\.q\.weight'"):
+        load_checkpoint(path, deeper)
+    wider = _model(embed_dim=48, num_heads=2)
+    with pytest.raises(ValueError, match=r"last\.pt.*shape mismatch.*cls_token"):
+        load_checkpoint(path, wider)
+    with pytest.raises(CheckpointError, match=r"another config \(lr: checkpoint 0\.001, now 0\.002\)"):
+        train(_model(), *splits, _config(epochs=1, lr=2e-3, checkpoint_dir=str(tmp_path)))
+
+
+def test_not_a_checkpoint(tmp_path: Path):
+    path = save_checkpoint(tmp_path / "other.pt", {"weights": torch.zeros(2)})
+    with pytest.raises(CheckpointError, match=r"other\.pt.*not a"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_evaluate_counts_top1_top5():
+    class Fixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x  # the "images" are the logits
+
+    logits = torch.tensor([[0.0, 1, 2, 3, 4, 5], [5.0, 4, 3, 2, 1, 0], [1.0, 0, 9, 2, 3, 4]])
+    labels = torch.tensor([5, 4, 1])  # right; in the top 5 only; last of 6
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(logits, labels), batch_size=2)
+    result = evaluate(Fixed(), loader)
+    assert result["top1"] == pytest.approx(100 / 3) and result["top5"] == pytest.approx(200 / 3)
+    expected = torch.nn.functional.cross_entropy(logits, labels).item()
+    assert result["loss"] == pytest.approx(expected) and result["n"] == 3
+
+
+def test_sgd_step_recipe_and_learning(splits):
+    config = _config(
+        epochs=2,
+        optimizer="sgd",
+        schedule="step",
+        step_epochs=1,
+        lr=0.05,
+        mixup_alpha=0,
+        cutmix_alpha=0,
+        ema_decay=None,
+        warmup_epochs=0,
+    )
+    result = train(_model(), *splits, config)
+    assert result.history["lr"][0] == pytest.approx(0.005)  # decayed once after epoch 1 (x0.1)
+    assert result.history["lr"][1] == pytest.approx(0.0005)
+    assert result.train_images_per_s > 0 and result.num_params > 0
+
+
+def test_bad_inputs_are_clear(splits):
+    with pytest.raises(ValueError, match="optimizer must be"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(ValueError, match="batch_size must be even"):
+        TrainConfig(batch_size=15, mixup_alpha=0.8)
+    wrong_head = create_model("deit_s_mini", num_classes=10, img_size=32, **TINY)
+    with pytest.raises(ValueError, match="num_classes=20"):
+        train(wrong_head, *splits, _config(epochs=1))
+
+
+def test_plot_history(splits):
+    result = train(_model(), *splits, _config(epochs=1))
+    fig = plot_history({"a": result.history, "b": result.history}, title="curves")
+    assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 2

@@ -1,0 +1,528 @@
+"""Datasets: ``SyntheticShapes`` (generated, no files) and real data (CIFAR, ImageFolder trees).
+
+Why a synthetic dataset? TNT's claim is that an *inner* transformer over the pixels of each patch
+models local structure that a plain ViT (DeiT) misses, while the *outer* transformer relates the
+patches to each other. ``SyntheticShapes`` makes a classification task that needs both: each class
+is a **shape** (global structure: circle, square, ...) filled with a **texture** (local structure:
+stripes, dots, ...). Neither alone identifies the class. Clutter makes it hard: a textured
+background, smaller distractor objects of other classes, random scale, rotation, position and
+colour, and partial occlusion of the object.
+
+Each sample is generated from ``numpy.random.default_rng([seed, split, index])``: any index is
+reproducible on its own, without generating the others, and the train and validation splits never
+share a random stream. Generated samples are cached in memory by the dataset instance.
+
+Real data goes through torchvision with one argument: :func:`build_dataset` takes
+``"synthetic"``, ``"cifar10"``, ``"cifar100"`` or ``"imagefolder:<path>"``. Nothing is downloaded
+unless asked (``download=True``, for CIFAR on Colab); a dataset missing on disk is a
+``FileNotFoundError`` that says how to get it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Subset
+
+__all__ = [
+    "SHAPES",
+    "TEXTURES",
+    "SyntheticShapes",
+    "ShapeDetection",
+    "build_dataset",
+    "num_classes",
+    "denormalize",
+    "data_root",
+    "DATASETS",
+    "DATA_ENV_VAR",
+]
+
+SHAPES = ("circle", "square", "triangle", "cross", "star")
+TEXTURES = ("stripes", "dots", "checks", "zigzag")
+DATASETS = ("synthetic", "cifar10", "cifar100", "imagefolder:<path>")
+DATA_ENV_VAR = "TNT_REST_DATA"
+
+# Synthetic images are normalised with these (a fixed, documented choice; see ``denormalize``).
+SYNTHETIC_MEAN = (0.5, 0.5, 0.5)
+SYNTHETIC_STD = (0.25, 0.25, 0.25)
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_SPLITS = {"train": 0, "val": 1}
+_SUPERSAMPLE = 2  # render at 2x and average: anti-aliased edges at 32 px
+
+
+# ----------------------------------------------------------------------------------------------
+# Drawing: shapes and textures as functions of pixel coordinates (vectorised numpy)
+# ----------------------------------------------------------------------------------------------
+
+
+def _shape_mask(shape: str, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Inside-test of ``shape`` in object coordinates: the object spans roughly [-1, 1]^2."""
+    if shape == "circle":
+        return x**2 + y**2 <= 1.0
+    if shape == "square":
+        return np.maximum(np.abs(x), np.abs(y)) <= 0.8
+    if shape == "triangle":
+        # equilateral triangle: three half-planes whose normals are 120 degrees apart
+        inside = np.ones_like(x, dtype=bool)
+        for k in range(3):
+            angle = np.pi / 2 + k * 2 * np.pi / 3
+            inside &= x * np.cos(angle) + y * np.sin(angle) <= 0.5
+        return inside
+    if shape == "cross":
+        arm = 0.36
+        return ((np.abs(x) <= arm) & (np.abs(y) <= 1.0)) | ((np.abs(y) <= arm) & (np.abs(x) <= 1.0))
+    if shape == "star":
+        # five points: the radius limit swings between 0.45 and 1 with the polar angle
+        radius = np.hypot(x, y)
+        phase = (np.arctan2(y, x) * 5 / (2 * np.pi)) % 1.0
+        limit = 0.45 + 0.55 * np.abs(2 * phase - 1)
+        return radius <= limit
+    raise ValueError(f"Unknown shape '{shape}'; expected one of {SHAPES}")
+
+
+def _texture(texture: str, u: np.ndarray, v: np.ndarray, period: float) -> np.ndarray:
+    """Binary pattern (0/1 as float) of ``texture`` in rotated pixel coordinates ``u, v``."""
+    fu, fv = (u / period) % 1.0, (v / period) % 1.0
+    if texture == "stripes":
+        return (fu < 0.5).astype(np.float32)
+    if texture == "checks":
+        return ((np.floor(u / period) + np.floor(v / period)) % 2).astype(np.float32)
+    if texture == "dots":
+        return (((fu - 0.5) ** 2 + (fv - 0.5) ** 2) < 0.32**2).astype(np.float32)
+    if texture == "zigzag":
+        triangle_wave = np.abs(2 * ((v / period) % 1.0) - 1)
+        return ((((u / period) + 0.8 * triangle_wave) % 1.0) < 0.5).astype(np.float32)
+    raise ValueError(f"Unknown texture '{texture}'; expected one of {TEXTURES}")
+
+
+def _random_colour_pair(rng: np.random.Generator, min_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """Two RGB colours in [0, 1] at least ``min_distance`` apart (so the pattern stays visible)."""
+    first = rng.uniform(0, 1, 3)
+    for _ in range(20):
+        second = rng.uniform(0, 1, 3)
+        if np.linalg.norm(first - second) >= min_distance:
+            return first, second
+    return first, 1.0 - first  # the complement is always far enough
+
+
+@dataclass(frozen=True)
+class _Object:
+    shape: int
+    texture: int
+    cx: float
+    cy: float
+    radius: float
+    angle: float
+    texture_angle: float
+    period: float
+    colours: tuple[np.ndarray, np.ndarray]
+
+
+class _Canvas:
+    """An RGB canvas at ``_SUPERSAMPLE`` x the output size, with pixel-centre coordinates."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.big = size * _SUPERSAMPLE
+        coords = (np.arange(self.big, dtype=np.float32) + 0.5) / _SUPERSAMPLE  # in output pixels
+        self.px, self.py = np.meshgrid(coords, coords)
+        self.rgb = np.zeros((self.big, self.big, 3), dtype=np.float32)
+
+    def window(self, obj: _Object) -> tuple[slice, slice]:
+        """Rows and columns of the supersampled canvas that the object can touch."""
+        lo = lambda centre: max(0, int((centre - obj.radius * 1.05) * _SUPERSAMPLE))
+        hi = lambda centre: min(self.big, int((centre + obj.radius * 1.05) * _SUPERSAMPLE) + 1)
+        return slice(lo(obj.cy), hi(obj.cy)), slice(lo(obj.cx), hi(obj.cx))
+
+    def texture_fill(
+        self,
+        texture: int,
+        angle: float,
+        period: float,
+        colours: tuple[np.ndarray, np.ndarray],
+        window: tuple[slice, slice] = (slice(None), slice(None)),
+    ) -> np.ndarray:
+        c, s = np.cos(angle), np.sin(angle)
+        px, py = self.px[window], self.py[window]
+        u = px * c + py * s
+        v = -px * s + py * c
+        t = _texture(TEXTURES[texture], u, v, period)[..., None]
+        return colours[0] * (1 - t) + colours[1] * t
+
+    def object_mask(self, obj: _Object, window: tuple[slice, slice] = (slice(None), slice(None))) -> np.ndarray:
+        c, s = np.cos(obj.angle), np.sin(obj.angle)
+        dx, dy = (self.px[window] - obj.cx) / obj.radius, (self.py[window] - obj.cy) / obj.radius
+        return _shape_mask(SHAPES[obj.shape], dx * c + dy * s, -dx * s + dy * c)
+
+    def paint(self, mask: np.ndarray, fill: np.ndarray) -> None:
+        self.rgb[mask] = fill[mask] if fill.ndim == 3 else fill
+
+    def image(self) -> np.ndarray:
+        """Average the supersampled pixels: ``(size, size, 3)`` uint8."""
+        k = _SUPERSAMPLE
+        small = self.rgb.reshape(self.size, k, self.size, k, 3).mean(axis=(1, 3))
+        return np.clip(small * 255 + 0.5, 0, 255).astype(np.uint8)
+
+    def downsample_mask(self, mask: np.ndarray) -> np.ndarray:
+        k = _SUPERSAMPLE
+        return mask.reshape(self.size, k, self.size, k).mean(axis=(1, 3)) >= 0.5
+
+
+def _box(mask: np.ndarray) -> np.ndarray:
+    """``[x0, y0, x1, y1]`` (pixel edges, torchvision's convention) of a boolean mask."""
+    ys, xs = np.nonzero(mask)
+    if len(xs) == 0:
+        return np.zeros(4, dtype=np.float32)
+    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# The dataset
+# ----------------------------------------------------------------------------------------------
+
+
+class SyntheticShapes(Dataset):
+    """Shape x texture classification with clutter; generated on the fly, deterministic by seed.
+
+    ``dataset[i]`` is a dict: ``image`` (3, S, S) float normalised with ``mean``/``std``,
+    ``label`` (int, ``shape * len(TEXTURES) + texture``), ``mask`` (S, S) bool of the object's
+    visible pixels and ``box`` (4,) float ``[x0, y0, x1, y1]`` around them. The training engine
+    reads ``image`` and ``label``; :meth:`detection_view` gives every object's box and label.
+
+    Args:
+        num_samples: size of the split.
+        image_size: side in pixels (32 is the smallest that keeps the textures legible).
+        split: ``"train"`` or ``"val"``: independent random streams.
+        seed: the dataset seed; same seed, same images.
+        distractors: most distractor objects per image (0 to this many, smaller than the object).
+        occlusion: probability that a bar of background hides part of the object.
+    """
+
+    shapes = SHAPES
+    textures = TEXTURES
+    mean = SYNTHETIC_MEAN
+    std = SYNTHETIC_STD
+
+    def __init__(
+        self,
+        num_samples: int,
+        image_size: int = 32,
+        split: str = "train",
+        seed: int = 0,
+        distractors: int = 3,
+        occlusion: float = 0.5,
+    ) -> None:
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {tuple(_SPLITS)}, got '{split}'")
+        if image_size < 24:
+            raise ValueError(f"image_size must be at least 24 px for the textures to be legible, got {image_size}")
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be positive, got {num_samples}")
+        self.num_samples = num_samples
+        self.image_size = image_size
+        self.split = split
+        self.seed = seed
+        self.distractors = distractors
+        self.occlusion = occlusion
+        self.classes = [f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES]
+        self._cache: dict[int, dict[str, np.ndarray]] = {}
+        self._mean = torch.tensor(self.mean).view(3, 1, 1)
+        self._std = torch.tensor(self.std).view(3, 1, 1)
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __repr__(self) -> str:
+        return (
+            f"SyntheticShapes(num_samples={self.num_samples}, image_size={self.image_size}, split='{self.split}', "
+            f"seed={self.seed}, classes={len(self.classes)})"
+        )
+
+    # -- generation --------------------------------------------------------------------------
+
+    def _random_object(self, rng: np.random.Generator, radius: float) -> _Object:
+        size = self.image_size
+        margin = radius * 0.6  # objects may be cut by the border a little
+        scale = size / 32  # textures scale with the image so their period stays a few pixels at 32 px
+        return _Object(
+            shape=int(rng.integers(len(SHAPES))),
+            texture=int(rng.integers(len(TEXTURES))),
+            cx=float(rng.uniform(margin, size - margin)),
+            cy=float(rng.uniform(margin, size - margin)),
+            radius=radius,
+            angle=float(rng.uniform(0, 2 * np.pi)),
+            texture_angle=float(rng.uniform(0, np.pi)),
+            period=float(rng.uniform(3.2, 5.0) * scale),
+            colours=_random_colour_pair(rng, min_distance=0.55),
+        )
+
+    def generate(self, index: int) -> dict[str, np.ndarray]:
+        """Draw sample ``index`` (uint8 image, label, mask, box and all objects), without caching."""
+        if not 0 <= index < self.num_samples:
+            raise IndexError(f"index {index} out of range for {self.num_samples} samples")
+        rng = np.random.default_rng([self.seed, _SPLITS[self.split], index])
+        size = self.image_size
+        canvas = _Canvas(size)
+
+        # 1. cluttered background: a low-contrast texture of a random kind
+        base = rng.uniform(0, 1, 3)
+        other = np.clip(base + rng.uniform(-0.3, 0.3, 3), 0, 1)
+        background = canvas.texture_fill(
+            int(rng.integers(len(TEXTURES))),
+            float(rng.uniform(0, np.pi)),
+            float(rng.uniform(2.5, 7.0) * size / 32),
+            (base, other),
+        )
+        canvas.rgb[:] = background
+
+        # 2. distractors: smaller objects of any class, drawn first so the object covers them
+        main_radius = float(rng.uniform(0.26, 0.40) * size)
+        objects = [
+            self._random_object(rng, main_radius * float(rng.uniform(0.35, 0.6)))
+            for _ in range(int(rng.integers(0, self.distractors + 1)))
+        ]
+        # 3. the object itself, then an occluding bar of background over part of it
+        objects.append(self._random_object(rng, main_radius))
+        masks = []
+        for obj in objects:
+            window = canvas.window(obj)  # only the square around the object is computed
+            mask = np.zeros((canvas.big, canvas.big), dtype=bool)
+            mask[window] = canvas.object_mask(obj, window)
+            fill = canvas.texture_fill(obj.texture, obj.texture_angle, obj.period, obj.colours, window)
+            canvas.rgb[window][mask[window]] = fill[mask[window]]
+            masks = [m & ~mask for m in masks]  # a later object hides earlier ones
+            masks.append(mask)
+        if rng.uniform() < self.occlusion:
+            main = objects[-1]
+            angle = rng.uniform(0, np.pi)
+            offset = rng.uniform(-0.6, 0.6) * main.radius
+            width = rng.uniform(0.25, 0.5) * main.radius
+            across = (canvas.px - main.cx) * np.cos(angle) + (canvas.py - main.cy) * np.sin(angle)
+            bar = np.abs(across - offset) <= width / 2
+            canvas.paint(bar, background)
+            masks = [m & ~bar for m in masks]
+
+        small_masks = [canvas.downsample_mask(m) for m in masks]
+        boxes = np.stack([_box(m) for m in small_masks])
+        labels = np.array([o.shape * len(TEXTURES) + o.texture for o in objects], dtype=np.int64)
+        return {
+            "image": canvas.image(),
+            "label": labels[-1],
+            "mask": small_masks[-1],
+            "box": boxes[-1],
+            "all_boxes": boxes,
+            "all_labels": labels,
+            "all_visible": np.array([m.any() for m in small_masks]),
+        }
+
+    def raw(self, index: int) -> dict[str, np.ndarray]:
+        """Sample ``index`` as generated (uint8 image), cached after the first call."""
+        if index not in self._cache:
+            self._cache[index] = self.generate(index)
+        return self._cache[index]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        sample = self.raw(index)
+        image = torch.from_numpy(sample["image"]).permute(2, 0, 1).float().div_(255)
+        return {
+            "image": (image - self._mean) / self._std,
+            "label": int(sample["label"]),
+            "mask": torch.from_numpy(sample["mask"]),
+            "box": torch.from_numpy(sample["box"]),
+        }
+
+    def detection_view(self, label_offset: int = 1) -> ShapeDetection:
+        """The same images with every visible object's box and label (torchvision detection format)."""
+        return ShapeDetection(self, label_offset)
+
+
+class ShapeDetection(Dataset):
+    """Detection view of :class:`SyntheticShapes`: ``(image, {"boxes", "labels", "masks"?})``.
+
+    ``boxes`` is ``(N, 4)`` float ``[x0, y0, x1, y1]``, ``labels`` ``(N,)`` int64 shifted by
+    ``label_offset`` (default 1: torchvision's detectors reserve 0 for the background). Objects that
+    ended up fully hidden are left out. Images are float in [0, 1], not normalised, as
+    torchvision's detection models normalise inside.
+    """
+
+    def __init__(self, source: SyntheticShapes, label_offset: int = 1) -> None:
+        self.source = source
+        self.label_offset = label_offset
+        self.classes = source.classes
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        sample = self.source.raw(index)
+        visible = sample["all_visible"]
+        image = torch.from_numpy(sample["image"]).permute(2, 0, 1).float().div_(255)
+        target = {
+            "boxes": torch.from_numpy(sample["all_boxes"][visible]).float(),
+            "labels": torch.from_numpy(sample["all_labels"][visible] + self.label_offset),
+        }
+        return image, target
+
+    @staticmethod
+    def collate(
+        batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]],
+    ) -> tuple[list[torch.Tensor], list[dict[str, torch.Tensor]]]:
+        """Keep images and targets as lists (objects per image differ), as torchvision's detectors take them."""
+        images, targets = zip(*batch, strict=True)
+        return list(images), list(targets)
+
+
+# ----------------------------------------------------------------------------------------------
+# One entry point for every dataset
+# ----------------------------------------------------------------------------------------------
+
+
+def data_root() -> Path:
+    """Where real datasets live: ``$TNT_REST_DATA``, else ``data/`` in the repository (or cwd)."""
+    if os.environ.get(DATA_ENV_VAR):
+        return Path(os.environ[DATA_ENV_VAR])
+    from .results import _repo_root
+
+    return (_repo_root() or Path.cwd()) / "data"
+
+
+class _NamedSubset(Subset):
+    """A ``Subset`` that keeps the class names and normalisation of the dataset it cuts."""
+
+    def __init__(self, dataset: Dataset, indices: list[int]) -> None:
+        super().__init__(dataset, indices)
+        self.classes = dataset.classes
+        self.mean, self.std = dataset.mean, dataset.std
+
+
+def build_dataset(
+    name: str,
+    split: str,
+    image_size: int,
+    *,
+    num_samples: int | None = None,
+    seed: int = 0,
+    root: str | Path | None = None,
+    download: bool = False,
+    augment: bool | None = None,
+) -> Dataset:
+    """The dataset ``name`` for ``split`` at ``image_size`` px.
+
+    Args:
+        name: ``"synthetic"``, ``"cifar10"``, ``"cifar100"`` or ``"imagefolder:<path>"`` (a folder
+            with ``train/`` and ``val/`` sub-folders of one folder per class, e.g. Imagenette).
+        split: ``"train"`` or ``"val"``.
+        image_size: side of the images the model sees.
+        num_samples: synthetic: the split's size (required); real data: keep a random subset of
+            this many (seeded), or all when ``None``.
+        seed: the synthetic dataset's seed and the subset's seed.
+        root: folder of CIFAR's files (default :func:`data_root`).
+        download: let torchvision download CIFAR (needs network; e.g. on Colab).
+        augment: random crop + flip for real data; default on for ``train``. Synthetic data has
+            its random placement built in and is never augmented.
+
+    Every dataset has ``classes``, ``mean`` and ``std``. Missing data is a ``FileNotFoundError``
+    that says how to get it; an unknown name a ``ValueError`` listing the valid ones.
+    """
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {tuple(_SPLITS)}, got '{split}'")
+    key = name.strip()
+    augment = split == "train" if augment is None else augment
+    if key.lower() == "synthetic":
+        if num_samples is None:
+            raise ValueError("the synthetic dataset needs num_samples (e.g. the profile's train_samples)")
+        return SyntheticShapes(num_samples, image_size, split=split, seed=seed)
+    if key.lower() in ("cifar10", "cifar100"):
+        dataset = _cifar(key.lower(), split, image_size, Path(root) if root else data_root(), download, augment)
+    elif key.lower().startswith("imagefolder:"):
+        dataset = _image_folder(Path(key.split(":", 1)[1]).expanduser(), split, image_size, augment)
+    else:
+        raise ValueError(f"Unknown dataset '{name}'; expected one of {', '.join(DATASETS)}")
+    if num_samples is not None and num_samples < len(dataset):
+        generator = torch.Generator().manual_seed(seed)
+        indices = torch.randperm(len(dataset), generator=generator)[:num_samples].tolist()
+        return _NamedSubset(dataset, indices)
+    return dataset
+
+
+def _transform(
+    image_size: int, augment: bool, mean: tuple[float, ...], std: tuple[float, ...], native: int | None
+) -> Any:
+    from torchvision import transforms as T
+
+    steps: list[Any] = []
+    if native is not None:  # small fixed-size images (CIFAR): resize, then pad-and-crop
+        if image_size != native:
+            steps.append(T.Resize(image_size))
+        if augment:
+            steps += [T.RandomCrop(image_size, padding=image_size // 8), T.RandomHorizontalFlip()]
+    elif augment:  # photographs of any size (ImageFolder)
+        steps += [T.RandomResizedCrop(image_size, scale=(0.35, 1.0)), T.RandomHorizontalFlip()]
+    else:
+        steps += [T.Resize(int(round(image_size * 1.14))), T.CenterCrop(image_size)]
+    steps += [T.ToTensor(), T.Normalize(mean, std)]
+    return T.Compose(steps)
+
+
+def _cifar(name: str, split: str, image_size: int, root: Path, download: bool, augment: bool) -> Dataset:
+    from torchvision import datasets
+
+    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+    folder = root / cls.base_folder
+    if not download and not folder.is_dir():
+        raise FileNotFoundError(
+            f"{name.upper()} is not on disk: expected torchvision's folder {folder}. Get it with "
+            f"build_dataset('{name}', ..., download=True) (needs network, e.g. on Colab), or put the "
+            f"extracted '{cls.base_folder}' folder under {root} (set ${DATA_ENV_VAR} or root= to use another folder)."
+        )
+    transform = _transform(image_size, augment, CIFAR_MEAN, CIFAR_STD, native=32)
+    try:
+        dataset = cls(str(root), train=split == "train", transform=transform, download=download)
+    except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
+        raise FileNotFoundError(
+            f"{name.upper()} under {folder} is incomplete or corrupted ({err}); delete the folder and "
+            f"download it again with build_dataset('{name}', ..., download=True)."
+        ) from err
+    dataset.mean, dataset.std = CIFAR_MEAN, CIFAR_STD
+    return dataset
+
+
+def _image_folder(path: Path, split: str, image_size: int, augment: bool) -> Dataset:
+    from torchvision import datasets
+
+    folder = path / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"No ImageFolder split at {folder}: 'imagefolder:<path>' expects <path>/train/<class>/*.jpg and "
+            f"<path>/val/<class>/*.jpg (the layout of Imagenette: download and extract fast.ai's "
+            f"'imagenette2-160' archive, then pass 'imagefolder:/where/it/is/imagenette2-160')."
+        )
+    dataset = datasets.ImageFolder(
+        str(folder), transform=_transform(image_size, augment, IMAGENET_MEAN, IMAGENET_STD, native=None)
+    )
+    dataset.mean, dataset.std = IMAGENET_MEAN, IMAGENET_STD
+    return dataset
+
+
+def num_classes(dataset: Dataset) -> int:
+    """Number of classes of a dataset built by :func:`build_dataset`."""
+    classes = getattr(dataset, "classes", None)
+    if classes is None:
+        raise TypeError(f"{type(dataset).__name__} has no 'classes' attribute; build it with build_dataset()")
+    return len(classes)
+
+
+def denormalize(image: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """Undo the normalisation of ``image`` (C, H, W) and clamp to [0, 1], for display."""
+    m = torch.tensor(mean, dtype=image.dtype).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=image.dtype).view(-1, 1, 1)
+    return (image * s + m).clamp(0, 1)

@@ -1,0 +1,691 @@
+"""The training and evaluation engine that every notebook uses.
+
+One function trains a model: :func:`train` (``model, train_set, val_set, TrainConfig``). It is the
+recipe of DeiT/TNT at small scale (AdamW, warm-up + cosine, label smoothing, optional mixup/cutmix
+and EMA, gradient clipping, mixed precision on CUDA) or, with ``optimizer="sgd"`` and
+``schedule="step"``, the plain ResNet recipe. timm supplies the well-tested parts: the optimizer
+and scheduler factories, ``Mixup``, the loss classes and ``ModelEmaV3``.
+
+Reproducibility is part of the contract:
+
+* same seed, same metrics (on CPU): every random number comes from seeded generators, and the data
+  order of epoch ``e`` depends only on ``(seed, e)``;
+* a checkpoint is written after every epoch (temporary file + ``os.replace``, so a crash never leaves
+  half a file) and holds everything the next epoch needs, random-number states included; an
+  interrupted run that resumes from it ends with exactly the metrics of an uninterrupted one;
+* checkpoints are loaded with ``torch.load(..., weights_only=True)`` (no pickled code), and a corrupt
+  or mismatched file is an error naming the file and the mismatched keys;
+* under ``torchrun --nproc_per_node=N`` the same code runs with DistributedDataParallel (gloo on
+  CPU, nccl on CUDA): each process sees ``1/N`` of every global batch and the metrics are reduced
+  over the processes; only rank 0 writes checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "CheckpointError",
+    "train",
+    "evaluate",
+    "seed_everything",
+    "save_checkpoint",
+    "load_checkpoint",
+    "plot_history",
+    "DistInfo",
+    "distributed_info",
+    "count_trainable",
+    "CHECKPOINT_FORMAT",
+]
+
+CHECKPOINT_FORMAT = "tnt_rest_lite.checkpoint.v1"
+CHECKPOINT_NAME = "last.pt"
+
+# Config fields that may change between an interrupted run and its resumption (they do not change
+# the numbers); every other field must match the checkpoint's.
+_RESUMABLE_CHANGES = {"checkpoint_dir", "resume", "progress", "num_workers", "device", "eval_batch_size"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (it is stored in every checkpoint).
+
+    The defaults are the DeiT/TNT recipe scaled down; ``optimizer="sgd", schedule="step"``,
+    no label smoothing and no mixup give the plain ResNet recipe of ResT's ablation.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64  # global batch: split over the processes under torchrun
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # "adamw" | "sgd" (momentum SGD)
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # "cosine" | "step"
+    warmup_epochs: float = 0.0
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-5  # cosine floor
+    step_epochs: float | None = None  # step schedule: decay every this many epochs (default epochs / 3)
+    step_rate: float = 0.1
+    label_smoothing: float = 0.1
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mixup_prob: float = 1.0
+    ema_decay: float | None = None  # e.g. 0.999; None = no EMA
+    clip_grad: float | None = None  # max gradient norm; None = no clipping
+    amp: bool = True  # automatic mixed precision (float16), used on CUDA only
+    seed: int = 0
+    num_workers: int = 0
+    eval_batch_size: int | None = None  # default: 2 x batch_size
+    checkpoint_dir: str | None = None  # None = no checkpoints
+    resume: bool = True  # continue from checkpoint_dir/last.pt when it exists
+    progress: bool = True  # tqdm progress bar
+    device: str | None = None  # default: cuda if available, else cpu
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got '{self.optimizer}'")
+        if self.schedule not in ("cosine", "step"):
+            raise ValueError(f"schedule must be 'cosine' or 'step', got '{self.schedule}'")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be positive, got {self.epochs} and {self.batch_size}")
+        if (self.mixup_alpha > 0 or self.cutmix_alpha > 0) and self.batch_size % 2:
+            raise ValueError(
+                f"mixup/cutmix pair the samples of a batch: batch_size must be even, got {self.batch_size}"
+            )
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: final metrics, the per-epoch history, and how fast it went."""
+
+    metrics: dict[str, float]  # val top1/top5/loss after the last epoch (+ ema_* with EMA)
+    history: dict[str, list[float]]  # one entry per epoch: epoch, lr, train_loss, val_*, times
+    train_images_per_s: float  # training throughput (forward + backward + step), evaluation excluded
+    wall_time_s: float  # training + evaluation time of all epochs (resumed runs: summed over runs)
+    num_params: int
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be read or does not belong to this run."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Seeds and distributed set-up
+# ----------------------------------------------------------------------------------------------
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's ``random``, numpy's global generator (timm's Mixup uses it) and torch."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)  # noqa: NPY002  (timm's Mixup draws from the legacy global generator)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int
+    world_size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+
+def distributed_info(device: str | None = None) -> DistInfo:
+    """Rank, world size and device; joins the process group when launched by ``torchrun``.
+
+    ``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; with ``WORLD_SIZE > 1`` the
+    process group is initialised once (nccl on CUDA, gloo on CPU). Without them: one process.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() if device is None else torch.device(device).type == "cuda"
+    if world_size > 1:
+        if use_cuda:
+            torch.cuda.set_device(local_rank)
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dev = torch.device("cuda", local_rank) if use_cuda else torch.device("cpu")
+    else:
+        dev = torch.device(device) if device is not None else torch.device("cuda" if use_cuda else "cpu")
+    return DistInfo(rank, world_size, local_rank, dev)
+
+
+def _all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Sum ``values`` over the processes (float64, so counts stay exact)."""
+    if not info.distributed:
+        return values
+    device = info.device if dist.get_backend() == "nccl" else torch.device("cpu")
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor.tolist()
+
+
+# ----------------------------------------------------------------------------------------------
+# Data
+# ----------------------------------------------------------------------------------------------
+
+
+def _unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images, labels)`` from a batch of ``(image, label)`` tuples or of SyntheticShapes dicts."""
+    if isinstance(batch, dict):
+        return batch["image"], batch["label"]
+    return batch[0], batch[1]
+
+
+def _seed_worker(worker_id: int) -> None:
+    # each DataLoader worker gets torch's per-worker seed; give numpy and random the same one
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)  # noqa: NPY002
+    random.seed(seed)
+
+
+def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, info: DistInfo) -> DataLoader:
+    """The epoch's loader: the order depends only on ``(seed, epoch)``, whatever ran before.
+
+    A ``DistributedSampler`` (one replica when not distributed) shuffles with ``seed + epoch``;
+    the union of the N processes' batches at step t is the same global batch as with one process.
+    """
+    if config.batch_size % info.world_size:
+        raise ValueError(f"batch_size={config.batch_size} must be divisible by the {info.world_size} processes")
+    sampler = DistributedSampler(
+        dataset, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=config.seed, drop_last=False
+    )
+    sampler.set_epoch(epoch)
+    per_process = config.batch_size // info.world_size
+    if len(sampler) < per_process:
+        raise ValueError(f"the training set ({len(dataset)} samples) is smaller than one batch ({config.batch_size})")
+    return DataLoader(
+        dataset,
+        batch_size=per_process,
+        sampler=sampler,
+        drop_last=True,  # equal batches: mixup needs pairs, and every step has the same weight
+        num_workers=config.num_workers,
+        worker_init_fn=_seed_worker,
+        generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
+        pin_memory=info.device.type == "cuda",
+    )
+
+
+def _val_loader(dataset: Dataset, batch_size: int, info: DistInfo, num_workers: int = 0) -> DataLoader:
+    """Every process evaluates every N-th sample (no padding: each sample is counted once)."""
+    if info.distributed:
+        dataset = Subset(dataset, list(range(info.rank, len(dataset), info.world_size)))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+
+# ----------------------------------------------------------------------------------------------
+# Evaluation
+# ----------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, loader: DataLoader, device: torch.device | str | None = None, amp: bool = False
+) -> dict[str, float]:
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over ``loader``.
+
+    Under torchrun each process passes its share of the data; the counts are summed over the
+    processes, so every process returns the metrics of the whole set.
+    """
+    info = distributed_info() if dist.is_available() and dist.is_initialized() else None
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    loss_sum = top1 = top5 = count = 0.0
+    for batch in loader:
+        images, labels = _unpack(batch)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
+            logits = model(images)
+        logits = logits.float()
+        loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
+        k = min(5, logits.shape[1])
+        hits = logits.topk(k, dim=1).indices.eq(labels[:, None])
+        top1 += hits[:, 0].sum().item()
+        top5 += hits.any(dim=1).sum().item()
+        count += labels.numel()
+    model.train(was_training)
+    if info is not None:
+        loss_sum, top1, top5, count = _all_reduce_sum([loss_sum, top1, top5, count], info)
+    if count == 0:
+        raise ValueError("evaluate() got an empty loader")
+    return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss_sum / count, "n": int(count)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Checkpoints
+# ----------------------------------------------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    """Every random-number state, as tensors and plain values (loadable with weights_only=True)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()  # noqa: NPY002
+    version, internal, gauss_next = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
+        "python": {
+            "version": int(version),
+            "internal": torch.tensor(internal, dtype=torch.int64),
+            "gauss_next": gauss_next,
+        },
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))  # noqa: NPY002
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically: to a temporary file in the same folder, then ``os.replace``.
+
+    A crash mid-write leaves the previous checkpoint intact (the rename is atomic on POSIX and
+    Windows when both names are on the same file system, hence the same folder).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``; check it against ``model`` if given.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is corrupt/truncated or not a checkpoint of this engine.
+        KeyError / ValueError: (from :func:`weights.check_state_dict`) the weights do not match
+            ``model``: the message names the file and every missing, unexpected or mis-shaped key.
+    """
+    from .weights import check_state_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"No checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, foreign objects: all the same to the user
+        raise CheckpointError(
+            f"Checkpoint {path} cannot be read (corrupt, truncated or not written by tnt_rest_lite): "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"Checkpoint {path} is not a '{CHECKPOINT_FORMAT}' checkpoint (found {found!r})")
+    if model is not None:
+        check_state_dict(model, state["model"], f"checkpoint {path}")
+    return state
+
+
+def _check_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
+    current = config.as_dict()
+    differ = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
+    if differ:
+        detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in differ)
+        raise CheckpointError(
+            f"Checkpoint {path} was written by a run with another config ({detail}); "
+            "use another checkpoint_dir or resume=False to start afresh"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Training
+# ----------------------------------------------------------------------------------------------
+
+
+def count_trainable(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def _build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    from timm.optim import create_optimizer_v2
+
+    # timm leaves biases and norm weights out of weight decay, and reads model.no_weight_decay()
+    name = "adamw" if config.optimizer == "adamw" else "momentum"  # timm's "momentum" = SGD, no Nesterov
+    kwargs = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+    return create_optimizer_v2(model, opt=name, lr=config.lr, weight_decay=config.weight_decay, **kwargs)
+
+
+def _build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> Any:
+    from timm.scheduler import create_scheduler_v2
+
+    # per-step updates (step_on_epochs=False): the warm-up and the cosine are smooth even in 3 epochs
+    scheduler, _ = create_scheduler_v2(
+        optimizer,
+        sched=config.schedule,
+        num_epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        warmup_lr=config.warmup_lr,
+        min_lr=config.min_lr,
+        decay_epochs=config.step_epochs if config.step_epochs is not None else config.epochs / 3,
+        decay_rate=config.step_rate,
+        step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    return scheduler
+
+
+def _build_loss(config: TrainConfig, num_classes: int) -> tuple[nn.Module, Any]:
+    """The training loss and, if enabled, timm's ``Mixup`` (which then smooths the labels itself)."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
+        mixup = Mixup(
+            mixup_alpha=config.mixup_alpha,
+            cutmix_alpha=config.cutmix_alpha,
+            prob=config.mixup_prob,
+            label_smoothing=config.label_smoothing,
+            num_classes=num_classes,
+        )
+        return SoftTargetCrossEntropy(), mixup
+    if config.label_smoothing > 0:
+        return LabelSmoothingCrossEntropy(smoothing=config.label_smoothing), None
+    return nn.CrossEntropyLoss(), None
+
+
+def _infer_num_classes(model: nn.Module, dataset: Dataset) -> int:
+    classes = getattr(dataset, "classes", None)
+    if classes is not None:
+        return len(classes)
+    head = getattr(model, "num_classes", None)
+    if head is None:
+        raise ValueError("cannot tell the number of classes: give the dataset a 'classes' attribute")
+    return int(head)
+
+
+def train(
+    model: nn.Module,
+    train_set: Dataset,
+    val_set: Dataset,
+    config: TrainConfig,
+    *,
+    on_epoch_end: Any = None,
+    desc: str | None = None,
+) -> TrainResult:
+    """Train ``model`` on ``train_set`` with ``config``, evaluating on ``val_set`` after every epoch.
+
+    Args:
+        model: a freshly created model (seed before creating it, see :func:`seed_everything`).
+        train_set / val_set: datasets yielding ``(image, label)`` or SyntheticShapes dicts.
+        config: the recipe; with ``checkpoint_dir`` set, a checkpoint is written after every epoch
+            and, with ``resume=True``, an existing one is continued from.
+        on_epoch_end: optional ``callback(epoch, history)`` called after each epoch's checkpoint
+            (the tests raise from it to simulate an interruption).
+        desc: label of the progress bar.
+
+    Returns:
+        a :class:`TrainResult`; the final metrics are those after the last epoch (not the best
+        epoch: the validation set is also our test set, so choosing on it would flatter us).
+    """
+    from timm.utils import ModelEmaV3
+    from tqdm.auto import tqdm
+
+    info = distributed_info(config.device)
+    device = info.device
+    num_classes = _infer_num_classes(model, train_set)
+    head = getattr(model, "num_classes", num_classes)
+    if head != num_classes:
+        raise ValueError(
+            f"the model has {head} outputs but the dataset has {num_classes} classes; create it with num_classes={num_classes}"
+        )
+
+    model.to(device)
+    optimizer = _build_optimizer(model, config)
+    criterion, mixup = _build_loss(config, num_classes)
+    steps_per_epoch = len(_train_loader(train_set, config, 0, info))
+    scheduler = _build_scheduler(optimizer, config, steps_per_epoch)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    ema = ModelEmaV3(model, decay=config.ema_decay, device=device) if config.ema_decay else None
+    eval_batch = config.eval_batch_size or 2 * config.batch_size
+    val_loader = _val_loader(val_set, eval_batch, info, config.num_workers)
+
+    history: dict[str, list[float]] = {
+        key: []
+        for key in ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "train_time_s", "epoch_time_s")
+    }
+    if ema is not None:
+        history.update({"ema_val_loss": [], "ema_val_top1": [], "ema_val_top5": []})
+    start_epoch = 0
+    checkpoint_path = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
+    if checkpoint_path is not None and config.resume and checkpoint_path.is_file():
+        state = load_checkpoint(checkpoint_path, model)
+        _check_config(state["config"], config, checkpoint_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        if ema is not None:
+            ema.module.load_state_dict(state["ema"])
+        history = {k: list(v) for k, v in state["history"].items()}
+        start_epoch = int(state["epoch"]) + 1
+        _set_rng_state(state["rng"])
+    else:
+        seed_everything(config.seed)
+
+    net: nn.Module = model
+    if info.distributed:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    total_steps = steps_per_epoch * config.epochs
+    bar = tqdm(
+        total=total_steps,
+        initial=steps_per_epoch * start_epoch,
+        desc=desc or type(model).__name__,
+        unit="step",
+        disable=not (config.progress and info.is_main),
+        leave=True,
+    )
+    for epoch in range(start_epoch, config.epochs):
+        epoch_start = time.perf_counter()
+        net.train()
+        loader = _train_loader(train_set, config, epoch, info)
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        for step, batch in enumerate(loader):
+            images, labels = _unpack(batch)
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if mixup is not None:
+                images, labels = mixup(images, labels)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                loss = criterion(net(images), labels)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss is {loss.item()} at epoch {epoch} step {step}: lower lr or enable clip_grad"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if config.clip_grad is not None:
+                scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+            scaler.step(optimizer)
+            scaler.update()
+            global_step = epoch * steps_per_epoch + step + 1
+            scheduler.step_update(num_updates=global_step)
+            if ema is not None:
+                ema.update(model, step=global_step)
+            loss_sum += loss.detach().double() * labels.shape[0]
+            seen += labels.shape[0]
+            bar.update(1)
+        train_time = time.perf_counter() - epoch_start
+        train_loss_sum, train_seen = _all_reduce_sum([loss_sum.item(), float(seen)], info)
+
+        val = evaluate(model, val_loader, device, amp=use_amp)
+        history["epoch"].append(epoch + 1)
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        history["train_loss"].append(train_loss_sum / train_seen)
+        history["val_loss"].append(val["loss"])
+        history["val_top1"].append(val["top1"])
+        history["val_top5"].append(val["top5"])
+        if ema is not None:
+            ema_val = evaluate(ema.module, val_loader, device, amp=use_amp)
+            for key in ("loss", "top1", "top5"):
+                history[f"ema_val_{key}"].append(ema_val[key])
+        history["train_time_s"].append(train_time)
+        history["epoch_time_s"].append(time.perf_counter() - epoch_start)
+        bar.set_postfix(epoch=epoch + 1, loss=f"{history['train_loss'][-1]:.3f}", top1=f"{val['top1']:.1f}")
+
+        if checkpoint_path is not None:
+            if info.is_main:
+                state = {
+                    "format": CHECKPOINT_FORMAT,
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "scaler": scaler.state_dict(),
+                    "ema": ema.module.state_dict() if ema is not None else None,
+                    "history": history,
+                    "config": config.as_dict(),
+                    "rng": _rng_state(),
+                }
+                save_checkpoint(checkpoint_path, state)
+            if info.distributed:
+                dist.barrier()  # nobody races ahead of a checkpoint that might be resumed
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, history)
+    bar.close()
+
+    metrics = {"top1": history["val_top1"][-1], "top5": history["val_top5"][-1], "loss": history["val_loss"][-1]}
+    if ema is not None:
+        metrics.update({f"ema_{k}": history[f"ema_val_{k}"][-1] for k in ("top1", "top5", "loss")})
+    train_time = sum(history["train_time_s"])
+    images = steps_per_epoch * config.batch_size * len(history["epoch"])
+    return TrainResult(
+        metrics=metrics,
+        history=history,
+        train_images_per_s=images / train_time if train_time > 0 else math.nan,
+        wall_time_s=sum(history["epoch_time_s"]),
+        num_params=count_trainable(model),
+        config=config.as_dict(),
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+# Curves
+# ----------------------------------------------------------------------------------------------
+
+
+def plot_history(histories: dict[str, dict[str, list[float]]] | dict[str, list[float]], title: str = "") -> Any:
+    """Loss (train solid, val dashed) and validation top-1 per epoch, one colour per run.
+
+    ``histories`` is one ``TrainResult.history`` or a mapping ``label -> history``.
+    """
+    import matplotlib.pyplot as plt
+
+    runs = {"run": histories} if "epoch" in histories else histories
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for i, (label, hist) in enumerate(runs.items()):
+        colour = f"C{i}"
+        ax_loss.plot(hist["epoch"], hist["train_loss"], color=colour, label=f"{label} train")
+        ax_loss.plot(hist["epoch"], hist["val_loss"], color=colour, linestyle="--", label=f"{label} val")
+        ax_acc.plot(hist["epoch"], hist["val_top1"], color=colour, marker="o", label=label)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train: smoothed/mixed targets)")
+    ax_acc.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation top-1")
+    ax_loss.legend(fontsize=7)
+    ax_acc.legend(fontsize=7)
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------------------------
+# Command line (and the torchrun entry point)
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m tnt_rest_lite.engine --model deit_s_mini ...``, also under ``torchrun``.
+
+    Trains one registered model on one dataset and writes the final metrics as JSON (rank ``r``
+    of a multi-process run writes ``<metrics-out>.rank<r>.json``).
+    """
+    from .data import build_dataset
+    from .registry import create_model
+
+    parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite.engine", description=main.__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--train-samples", type=int, default=2000)
+    parser.add_argument("--val-samples", type=int, default=500)
+    parser.add_argument("--model-overrides", default="{}", help="JSON object of config overrides")
+    parser.add_argument("--config", default="{}", help="JSON object of TrainConfig fields")
+    parser.add_argument("--metrics-out", type=Path)
+    args = parser.parse_args(argv)
+
+    config = TrainConfig(**json.loads(args.config))
+    info = distributed_info(config.device)
+    train_set = build_dataset(args.dataset, "train", args.image_size, num_samples=args.train_samples, seed=config.seed)
+    val_set = build_dataset(args.dataset, "val", args.image_size, num_samples=args.val_samples, seed=config.seed)
+    seed_everything(config.seed)
+    model = create_model(
+        args.model, num_classes=len(train_set.classes), img_size=args.image_size, **json.loads(args.model_overrides)
+    )
+    result = train(model, train_set, val_set, config, desc=args.model)
+    if args.metrics_out is not None:
+        out = args.metrics_out
+        if info.distributed:
+            out = out.with_name(f"{out.stem}.rank{info.rank}{out.suffix}")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"rank": info.rank, "world_size": info.world_size, **result.as_dict()}, indent=1))
+    if info.distributed:
+        dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
