@@ -298,6 +298,29 @@ def test_pretrained_offline_is_clear_error() -> None:
     assert "tnt_s_patch16_224.in1k" in proc.stderr and "pretrained=False" in proc.stderr
 
 
+def test_pretrained_path_converts_timm_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stand in for the hub: the pretrained path must ask timm for the right tagged model and load
+    # its state dict into ours (what happens on Colab), keeping our own head for other class counts.
+    original = timm.create_model
+    asked: list[str] = []
+    served: list[torch.nn.Module] = []
+
+    def fake_hub(name: str, pretrained: bool = False, **kwargs: object) -> torch.nn.Module:
+        asked.append(name)
+        source = original(name.split(".")[0], pretrained=False, **kwargs)
+        _perturb(source)
+        served.append(source)
+        return source
+
+    monkeypatch.setattr(timm, "create_model", fake_hub)
+    model = create_model("tnt_s", pretrained=True, num_classes=10)
+    assert asked == ["tnt_s_patch16_224.in1k"]
+    converted = TNT.convert_timm_state_dict(served[0].state_dict())
+    ours = model.state_dict()
+    assert ours["head.weight"].shape == (10, 384)
+    assert all(torch.equal(ours[k], v) for k, v in converted.items() if not k.startswith("head."))
+
+
 def test_no_published_weights_for_se() -> None:
     with pytest.raises(ValueError, match="No pretrained weights are published for 'tnt_s_se'"):
         create_model("tnt_s_se", pretrained=True)
