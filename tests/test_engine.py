@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,42 @@ def test_plot_history(splits):
     result = train(_model(), *splits, _config(epochs=1))
     fig = plot_history({"a": result.history, "b": result.history}, title="curves")
     assert len(fig.axes) == 2 and len(fig.axes[1].lines) == 2
+
+
+# ---- experiments and tables: recipes, multi-seed summaries, computed verdicts -------------------
+
+
+def _summary(top1: list[float], chance: float = 5.0) -> dict:
+    from tnt_rest_lite.experiments import mean_std
+
+    mean, std = mean_std(top1)
+    return {"top1": top1, "top1_mean": mean, "top1_std": std, "chance_top1": chance}
+
+
+def test_trend_verdicts_follow_the_numbers():
+    from tnt_rest_lite.tables import trend_verdict
+
+    assert "**holds**" in trend_verdict("A > B", _summary([60.0, 61.0, 62.0]), _summary([50.0, 51.0, 52.0]))
+    assert "**reversed**" in trend_verdict("A > B", _summary([50.0, 51.0, 52.0]), _summary([60.0, 61.0, 62.0]))
+    assert "**not resolved**" in trend_verdict("A > B", _summary([50.0, 55.0, 60.0]), _summary([49.0, 54.0, 59.0]))
+    assert "single-seed" in trend_verdict("A > B", _summary([40.0]), _summary([30.0]))
+    assert "**not testable" in trend_verdict("A > B", _summary([8.0]), _summary([6.0]))
+
+
+def test_recipes_and_run_model(splits):
+    from tnt_rest_lite.experiments import recipe, run_model
+    from tnt_rest_lite.profiles import get_profile
+    from tnt_rest_lite.tables import accuracy_rows
+
+    profile = get_profile("ci")
+    deit, resnet = recipe("deit", profile), recipe("resnet", profile)
+    assert (deit.optimizer, deit.schedule, deit.label_smoothing) == ("adamw", "cosine", 0.1)
+    assert (resnet.optimizer, resnet.schedule, resnet.label_smoothing, resnet.mixup_alpha) == ("sgd", "step", 0.0, 0.0)
+    with pytest.raises(ValueError, match="Unknown recipe"):
+        recipe("lamb", profile)
+    tiny = dataclasses.replace(profile, epochs=1, batch_size=16, model_overrides={"deit_s_mini": TINY})
+    summary = run_model("deit_s_mini", "deit", *splits, tiny, seeds=[0, 1], progress=False)
+    assert len(summary["top1"]) == 2 and summary["top1_std"] is not None
+    assert summary["model_config"]["embed_dim"] == 32 and summary["params"] > 0
+    headers, rows = accuracy_rows({"deit_s_mini": summary}, {"deit_s": {"top1": 79.8}}, {}, {"deit_s_mini": "deit_s"})
+    assert rows[0][3] == "79.80" and rows[0][4] == f"{summary['top1_mean'] - 79.8:+.1f}" and rows[0][6] == "–"

@@ -10,7 +10,8 @@ Without the variable, the profile is ``colab`` when CUDA is available and ``ci``
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
@@ -37,34 +38,48 @@ class Profile:
     bench_repeats: int  # timed repeats of a throughput benchmark (median is reported)
     bench_batch: int  # batch size of throughput benchmarks
     num_workers: int  # DataLoader workers
+    # config overrides of the small models trained in this profile (ci shrinks them to fit 2 CPU cores)
+    model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    train_mixup: bool = False  # mixup/cutmix in the DeiT recipe: only long runs profit from it
+    train_budget_s: float | None = None  # training + evaluation budget of one model (one seed), checked by train_bench
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+# ci's TNT: 8x8 patches (4x4 pixel tokens each), outer width 96, inner 12, 4 blocks
+_CI_TNT = dict(patch_size=8, outer_dim=96, inner_dim=12, depth=4, outer_heads=3, inner_heads=2)
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
         description="2 CPU cores; every notebook within 3 minutes",
         image_size=32,
-        train_samples=2000,
-        val_samples=500,
+        train_samples=768,
+        val_samples=256,
         epochs=3,
-        batch_size=64,
+        batch_size=32,
         num_seeds=1,
         figure_images=2,
         diversity_images=8,
         bench_repeats=3,
         bench_batch=8,
         num_workers=0,
+        model_overrides={
+            # 8x8 patches (a 4x4 grid; TNT: 4x4 pixel tokens per patch), width 96, 4 blocks
+            "deit_s_mini": {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
+            "tnt_s_mini": _CI_TNT,
+            "tnt_s_se_mini": _CI_TNT,
+        },
+        train_budget_s=60.0,
     ),
     "colab": Profile(
         name="colab",
         description="one T4/L4-class GPU; every notebook within 25 minutes",
-        image_size=64,
-        train_samples=20000,
+        image_size=32,
+        train_samples=10000,
         val_samples=4000,
-        epochs=30,
+        epochs=20,
         batch_size=128,
         num_seeds=3,
         figure_images=6,
@@ -87,6 +102,7 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=20,
         bench_batch=128,
         num_workers=8,
+        train_mixup=True,
     ),
 }
 
