@@ -114,3 +114,31 @@ def test_bad_arguments_are_clear_errors() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA device"):
             bench.run_benchmark(("rest_lite_mini",), device="cuda")
+
+
+class _FakeEvent:
+    def __init__(self, start: int, nbytes: int) -> None:
+        self._start, self._nbytes = start, nbytes
+
+    def name(self) -> str:
+        return "[memory]"
+
+    def start_ns(self) -> int:
+        return self._start
+
+    def nbytes(self) -> int:
+        return self._nbytes
+
+
+def test_cpu_peak_is_the_running_sum_of_allocations_and_frees() -> None:
+    # out of time order on purpose: allocate 10, allocate 5, free 10, allocate 7 -> peak 15
+    events = [_FakeEvent(3, -10), _FakeEvent(1, 10), _FakeEvent(4, 7), _FakeEvent(2, 5)]
+    assert bench._cpu_peak_bytes(events) == 15
+
+
+def test_cpu_peak_memory_covers_the_activations() -> None:
+    model = create_model("rest_lite_mini")
+    row = bench.measure(model, 2, 64, torch.device("cpu"), repeats=1)
+    stem_hidden = 2 * 16 * 32 * 32 * 4  # the first stem conv's float32 output alone, in bytes
+    assert row["peak_memory_mb"] * 2**20 > stem_hidden
+    assert "profiler" in row["memory_kind"]

@@ -9,12 +9,11 @@ median as images per second. On CUDA every timing is bracketed by ``torch.cuda.s
 was allocated before the run (the model's weights), i.e. the activations and workspace of one
 forward pass.
 
-On the CPU there is no allocator statistic, so the peak is measured as the operating system
-sees it: the growth of the process's peak resident set during the run (Linux with glibc: blocks above
-256 KiB are returned to the system when freed during that run, and the high-water
-mark ``VmHWM`` is reset through ``/proc/self/clear_refs`` before the run and read after; other
-systems: the growth of ``ru_maxrss``, which only shows a run that beats the previous peak). It
-includes allocator slack and is an upper bound on what the tensors needed.
+On the CPU the allocator keeps no peak statistic, so the first (untimed) pass runs under the
+PyTorch profiler with memory profiling: the peak of the running sum of its allocation and free
+events is the largest number of bytes PyTorch's CPU allocator had handed out at one time, the
+CPU analogue of ``max_memory_allocated``. It leaves out memory that libraries keep outside
+PyTorch's allocator (e.g. oneDNN scratch space) and the allocator's own slack.
 
 If a batch does not fit (CUDA out of memory, or on the CPU a peak above ``--memory-budget-mb``),
 the batch is halved until it fits and the batch actually used is reported. The authors' MSA
@@ -28,15 +27,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
 import gc
-import resource
+import os
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
@@ -57,7 +53,6 @@ __all__ = [
 
 T = TypeVar("T")
 DTYPES = ("float32", "autocast")
-_M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 
 
 class MemoryBudgetExceeded(RuntimeError):
@@ -101,35 +96,35 @@ def autocast_dtype(device: torch.device) -> torch.dtype:
     return torch.float16 if device.type == "cuda" else torch.bfloat16
 
 
-def _rss_kib(field: str) -> int | None:
-    status = Path("/proc/self/status")
-    if not status.is_file():
-        return None
-    for line in status.read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
+def _cpu_peak_bytes(events: Any) -> int:
+    """Peak of the running sum of the profiler's ``[memory]`` events (allocations +, frees -)."""
+    deltas = sorted((e.start_ns(), e.nbytes()) for e in events if e.name() == "[memory]")
+    live = peak = 0
+    for _, nbytes in deltas:
+        live += nbytes
+        peak = max(peak, live)
+    return peak
 
 
-def _set_mmap_threshold(nbytes: int) -> bool:
-    """glibc only: serve allocations above ``nbytes`` by ``mmap`` so that freeing them shrinks the RSS.
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null: the profiler's C++ side logs every start and stop there.
 
-    By default glibc keeps freed blocks below 32 MiB for reuse, so after a first forward pass the
-    resident set no longer grows and a peak measured from it would read close to zero.
+    Python exceptions still propagate; only text written by native code is dropped.
     """
+    sys.stderr.flush()
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, nbytes))
-    except (OSError, AttributeError):
-        return False
-
-
-def _reset_cpu_peak() -> bool:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): nothing to silence
+        yield
+        return
     try:
-        Path("/proc/self/clear_refs").write_text("5")  # Linux: reset VmHWM to the current RSS
-        return True
-    except OSError:
-        return False
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 @contextlib.contextmanager
@@ -145,24 +140,12 @@ def _peak_memory(device: torch.device) -> Iterator[dict[str, Any]]:
         out["mb"] = (torch.cuda.max_memory_allocated(device) - before) / 2**20
         out["kind"] = "CUDA max_memory_allocated above the weights"
         return
-    gc.collect()
-    if _rss_kib("VmRSS") is not None and _set_mmap_threshold(256 * 1024) and _reset_cpu_peak():
-        # Freed tensors above 256 KiB go back to the OS during this run, so the high-water mark
-        # of the resident set follows the tensors that are alive at the same time.
-        before = _rss_kib("VmRSS") or 0
-        try:
-            yield out
-        finally:
-            _set_mmap_threshold(32 * 2**20)  # glibc's own upper limit: the timed runs reuse memory
-        out["mb"] = ((_rss_kib("VmHWM") or 0) - before) / 1024
-        out["kind"] = "CPU peak RSS growth (VmHWM reset before the run, large blocks returned on free)"
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         yield out
-        grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-        scale = 1 / 2**20 if sys.platform == "darwin" else 1 / 1024  # bytes on macOS, KiB elsewhere
-        out["mb"] = grown * scale
-        out["kind"] = "CPU ru_maxrss growth (lower bound)"
+    out["mb"] = _cpu_peak_bytes(prof.profiler.kineto_results.events()) / 2**20
+    out["kind"] = "CPU: peak bytes held from PyTorch's allocator (profiler memory events)"
 
 
 def measure(
