@@ -81,8 +81,9 @@ def largest_fitting_batch(run: Callable[[int], T], batch: int) -> tuple[int, T]:
         except Exception as err:
             if not is_out_of_memory(err) or batch == 1:
                 raise
-            _release_memory()
-            batch //= 2
+        # outside the except block the traceback, and the tensors its frames hold, are gone
+        _release_memory()
+        batch //= 2
 
 
 def _release_memory() -> None:
