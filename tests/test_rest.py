@@ -9,9 +9,9 @@ from torch import nn
 
 from tnt_rest_lite.complexity import count_flops, count_params
 from tnt_rest_lite.gl import GroupLinear, group_linear_flops, group_linear_params
-from tnt_rest_lite.layers import Attention, capture_attention
+from tnt_rest_lite.layers import Attention, TransformerBlock, capture_attention
 from tnt_rest_lite.registry import create_model
-from tnt_rest_lite.rest import PA, Block, PatchEmbed, ResT, Stem, paper_convention_flops
+from tnt_rest_lite.rest import PA, PatchEmbed, ResT, Stem, paper_convention_flops
 
 # ---------------------------------------------------------------- parameter counts by hand
 
@@ -60,10 +60,10 @@ def test_one_block_count_by_hand() -> None:
     # norms 4*128 = 512; q 16512; kv 33024; proj 16512; fc1 66048; fc2 65664;
     # sr 128*25 + 128 = 3328; sr_norm 256; transform_conv 2*2 + 2 = 6        -> 201862
     assert block_params(128, 2, 4, True) == 201862
-    block = Block(128, num_heads=2, sr_ratio=4, head_transform=True)
+    block = TransformerBlock(128, num_heads=2, qkv_bias=True, sr_ratio=4, head_transform=True)
     assert count_params(block) == 201862
     # the same block as plain MSA: no sr, sr_norm, transform_conv: 201862 - 3328 - 256 - 6
-    assert count_params(Block(128, num_heads=2, sr_ratio=1, head_transform=False)) == 198272
+    assert count_params(TransformerBlock(128, num_heads=2, qkv_bias=True, sr_ratio=1, head_transform=False)) == 198272
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))

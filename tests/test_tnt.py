@@ -11,7 +11,7 @@ import timm
 import torch
 
 from tnt_rest_lite.complexity import count_flops, count_params
-from tnt_rest_lite.layers import Attention, capture_attention
+from tnt_rest_lite.layers import Attention, TransformerBlock, capture_attention
 from tnt_rest_lite.registry import create_model
 from tnt_rest_lite.tnt import (
     COMPONENTS,
@@ -21,7 +21,6 @@ from tnt_rest_lite.tnt import (
     SqueezeExcite,
     TNTBlock,
     TNTConfig,
-    TransformerBlock,
     complexity_breakdown,
     se_extra_params,
 )

@@ -14,10 +14,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import Attention, DropPath, Mlp
+from .layers import TransformerBlock
 from .registry import configure, register_model
 
-__all__ = ["DeiTConfig", "PatchEmbed", "Block", "DeiT", "deit_s", "deit_s_mini", "check_image"]
+__all__ = ["DeiTConfig", "PatchEmbed", "DeiT", "deit_s", "deit_s_mini", "check_image"]
 
 
 @dataclass(frozen=True)
@@ -60,31 +60,6 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, num_patches, embed_dim)
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: ``x += Attn(LN(x)); x += MLP(LN(x))``."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
 class DeiT(nn.Module):
     """Vision transformer with a class token (DeiT without the distillation token)."""
 
@@ -98,7 +73,17 @@ class DeiT(nn.Module):
         self.pos_drop = nn.Dropout(c.drop_rate)
         rates = torch.linspace(0, c.drop_path_rate, c.depth).tolist()  # deeper blocks drop more
         self.blocks = nn.ModuleList(
-            Block(c.embed_dim, c.num_heads, c.mlp_ratio, c.qkv_bias, c.drop_rate, c.attn_drop_rate, r) for r in rates
+            TransformerBlock(
+                c.embed_dim,
+                c.num_heads,
+                c.mlp_ratio,
+                qkv_bias=c.qkv_bias,
+                drop=c.drop_rate,
+                attn_drop=c.attn_drop_rate,
+                drop_path=r,
+                norm_eps=1e-6,  # timm's ViT/DeiT LayerNorm epsilon
+            )
+            for r in rates
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import Attention, DropPath, Mlp
+from .layers import Attention, TransformerBlock
 from .registry import configure, register_model
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "PA",
     "Stem",
     "PatchEmbed",
-    "Block",
     "ResT",
     "check_rest_image",
     "paper_convention_flops",
@@ -141,41 +140,6 @@ class PatchEmbed(nn.Module):
         return self.pos(self.norm(self.conv(x)))
 
 
-class Block(nn.Module):
-    """Pre-norm ResT block: ``x += EMSA(LN(x)); x += MLP(LN(x))`` on the tokens of an ``H x W`` grid."""
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        sr_ratio: int,
-        head_transform: bool,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(
-            dim,
-            num_heads,
-            qkv_bias=qkv_bias,
-            attn_drop=attn_drop,
-            proj_drop=drop,
-            sr_ratio=sr_ratio,
-            head_transform=head_transform,
-        )
-        self.drop_path = DropPath(drop_path)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), size=size))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
-
-
 def _to_tokens(x: torch.Tensor) -> torch.Tensor:
     return x.flatten(2).transpose(1, 2)  # (B, C, H, W) -> (B, H*W, C)
 
@@ -204,16 +168,16 @@ class ResT(nn.Module):
                 setattr(self, f"patch_embed_{i + 1}", PatchEmbed(dims[i - 1], dims[i]))
             first = sum(c.depths[:i])
             blocks = nn.ModuleList(
-                Block(
+                TransformerBlock(  # pre-norm: x += EMSA(LN(x)); x += MLP(LN(x))
                     dims[i],
                     c.num_heads[i],
-                    c.sr_ratios[i],
-                    c.head_transform,
                     c.mlp_ratio,
-                    c.qkv_bias,
-                    c.drop_rate,
-                    c.attn_drop_rate,
-                    rates[first + j],
+                    qkv_bias=c.qkv_bias,
+                    drop=c.drop_rate,
+                    attn_drop=c.attn_drop_rate,
+                    drop_path=rates[first + j],
+                    sr_ratio=c.sr_ratios[i],
+                    head_transform=c.head_transform,
                 )
                 for j in range(c.depths[i])
             )

@@ -14,8 +14,9 @@ Components, in the order the data meets them:
   by all patches.
 * :class:`PixelToPatch`: LN -> Linear -> LN from a patch's flattened pixel tokens to its patch
   token; used once to create the patch tokens and once per block to update them.
-* :class:`TransformerBlock`: the pre-norm block (attention, MLP) used as inner and outer
-  transformer, with the optional :class:`SqueezeExcite` on the outer MLP branch.
+* :class:`tnt_rest_lite.layers.TransformerBlock`: the package's one pre-norm block (attention,
+  MLP), used as inner and as outer transformer, with :class:`SqueezeExcite` gating the outer MLP
+  branch when SE is on.
 * :class:`TNTBlock`: inner block, pixel -> patch projection, outer block.
 * :class:`TNT`: class token, patch position embedding, the blocks, final norm and head.
 
@@ -39,7 +40,7 @@ from torch import nn
 
 from .complexity import FlopReport
 from .deit import check_image
-from .layers import Attention, DropPath, Mlp
+from .layers import TransformerBlock
 from .registry import configure, register_model
 
 __all__ = [
@@ -47,7 +48,6 @@ __all__ = [
     "PixelEmbed",
     "PixelToPatch",
     "SqueezeExcite",
-    "TransformerBlock",
     "TNTBlock",
     "TNT",
     "se_extra_params",
@@ -185,43 +185,6 @@ class SqueezeExcite(nn.Module):
         return m * a
 
 
-class TransformerBlock(nn.Module):
-    """Pre-norm transformer block: ``x += Attn(LN(x)); x += MLP(LN(x))``.
-
-    The same class is TNT's inner transformer (over the pixels of one patch) and its outer
-    transformer (over the patches). With ``se=True`` (outer only) the MLP branch ``m`` becomes
-    ``m + SE(m)``. It differs from :class:`tnt_rest_lite.deit.Block` in the SE branch and in the
-    LayerNorm epsilon (1e-5 in TNT, 1e-6 in DeiT), which the timm equivalence needs.
-    """
-
-    def __init__(
-        self,
-        dim: int,
-        num_heads: int,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = False,
-        drop: float = 0.0,
-        attn_drop: float = 0.0,
-        drop_path: float = 0.0,
-        se: bool = False,
-        se_ratio: float = 0.25,
-    ) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop, proj_drop=drop)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
-        self.se = SqueezeExcite(dim, se_ratio) if se else None
-        self.drop_path = DropPath(drop_path)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        m = self.mlp(self.norm2(x))
-        if self.se is not None:
-            m = m + self.se(m)
-        return x + self.drop_path(m)
-
-
 class TNTBlock(nn.Module):
     """One TNT block: inner transformer, pixel -> patch projection, outer transformer.
 
@@ -237,7 +200,8 @@ class TNTBlock(nn.Module):
         self.inner = TransformerBlock(c.inner_dim, c.inner_heads, c.inner_mlp_ratio, **common)
         # No bias here: the LayerNorm right after it has its own shift.
         self.pixel_to_patch = PixelToPatch(c.num_pixels, c.inner_dim, c.outer_dim, bias=False)
-        self.outer = TransformerBlock(c.outer_dim, c.outer_heads, c.mlp_ratio, se=c.se, se_ratio=c.se_ratio, **common)
+        se = SqueezeExcite(c.outer_dim, c.se_ratio) if c.se else None  # gates the outer MLP branch: m + m * a
+        self.outer = TransformerBlock(c.outer_dim, c.outer_heads, c.mlp_ratio, mlp_gate=se, **common)
 
     def forward(self, pixels: torch.Tensor, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pixels = self.inner(pixels)  # attention among the pixels of each patch
