@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .layers import TransformerBlock
+from .layers import TransformerBlock, init_weights
 from .registry import configure, register_model
 
 __all__ = ["DeiTConfig", "PatchEmbed", "DeiT", "deit_s", "deit_s_mini", "check_image"]
@@ -87,7 +87,7 @@ class DeiT(nn.Module):
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_weights)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
@@ -119,16 +119,6 @@ class DeiT(nn.Module):
             else:
                 out[key] = value
         return out
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 @register_model(timm_pretrained="deit_small_patch16_224.fb_in1k")

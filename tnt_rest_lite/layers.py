@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "Mlp", "DropPath", "TransformerBlock", "capture_attention", "drop_path"]
+__all__ = ["Attention", "Mlp", "DropPath", "TransformerBlock", "capture_attention", "drop_path", "init_weights"]
 
 
 class Attention(nn.Module):
@@ -256,3 +256,18 @@ class TransformerBlock(nn.Module):
         if self.se is not None:
             m = m + self.se(m)
         return x + self.drop_path(m)
+
+
+def init_weights(m: nn.Module, conv: bool = False) -> None:
+    """The transformer initialisation all our models use (``model.apply(init_weights)``).
+
+    Linear weights (and conv weights when ``conv=True``, as ResT does) from a normal distribution
+    truncated at two standard deviations, std 0.02; zero biases; norms start as the identity.
+    """
+    if isinstance(m, nn.Linear) or (conv and isinstance(m, nn.Conv2d)):
+        nn.init.trunc_normal_(m.weight, std=0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)

@@ -24,12 +24,13 @@ Parameter names follow the authors' code (``stem.conv1``, ``stage1.0.attn.sr``,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
 
-from .layers import Attention, TransformerBlock
+from .layers import Attention, TransformerBlock, init_weights
 from .registry import configure, register_model
 
 __all__ = [
@@ -187,7 +188,7 @@ class ResT(nn.Module):
                 setattr(self, f"norm{i + 1}", nn.LayerNorm(dims[i]))
         self.norm = nn.LayerNorm(dims[3])
         self.head = nn.Linear(dims[3], c.num_classes) if c.num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(partial(init_weights, conv=True))
 
     def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The four stage outputs as maps ``(B, C_i, H_i, W_i)`` at strides 4, 8, 16, 32.
@@ -222,16 +223,6 @@ class ResT(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, (nn.Conv2d, nn.Linear)):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 def paper_convention_flops(

@@ -40,7 +40,7 @@ from torch import nn
 
 from .complexity import FlopReport
 from .deit import check_image
-from .layers import TransformerBlock
+from .layers import TransformerBlock, init_weights
 from .registry import configure, register_model
 
 __all__ = [
@@ -228,7 +228,7 @@ class TNT(nn.Module):
         self.blocks = nn.ModuleList(TNTBlock(c, r) for r in rates)
         self.norm = nn.LayerNorm(c.outer_dim)
         self.head = nn.Linear(c.outer_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
-        self.apply(_init_weights)
+        self.apply(init_weights)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
 
@@ -377,16 +377,6 @@ def complexity_breakdown(model: TNT, report: FlopReport | None = None) -> dict[s
         for c in COMPONENTS:
             out[c]["flops"] = flops[c]
     return out
-
-
-def _init_weights(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.trunc_normal_(m.weight, std=0.02)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
 
 
 # Small configs for 32-64 px inputs: the TNT counterpart of deit_s_mini (outer width 192,
