@@ -11,6 +11,7 @@ kernel (``count_fused_attention=True``) so both conventions can be shown side by
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,11 @@ def count_flops(
         count_fused_attention: add a handle for ``scaled_dot_product_attention`` (fvcore skips
             it by default). ``False`` gives plain fvcore's number.
     """
-    from fvcore.nn import FlopCountAnalysis
+    with warnings.catch_warnings():
+        # fvcore's import decorates a helper with torch.jit.script, which torch 2.x flags as deprecated;
+        # the warning is about fvcore's code, not ours, and would clutter every notebook that counts.
+        warnings.simplefilter("ignore", FutureWarning)
+        from fvcore.nn import FlopCountAnalysis
 
     if inputs is None:
         h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
