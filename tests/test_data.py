@@ -31,6 +31,12 @@ def test_synthetic_is_deterministic_per_index():
     assert not np.array_equal(a.raw(1)["image"], SyntheticShapes(50, 32, split="val", seed=7).raw(1)["image"])
 
 
+def test_materialize_fills_the_cache():
+    data = SyntheticShapes(12, 32, seed=2)
+    assert data.materialize() is data and sorted(data._cache) == list(range(12))
+    assert np.array_equal(data.raw(5)["image"], SyntheticShapes(12, 32, seed=2).generate(5)["image"])
+
+
 def test_synthetic_classes_are_balanced_and_all_used():
     labels = [SyntheticShapes(600, 32, seed=0).raw(i)["label"] for i in range(600)]
     counts = np.bincount(labels, minlength=20)

@@ -330,6 +330,16 @@ class SyntheticShapes(Dataset):
             self._cache[index] = self.generate(index)
         return self._cache[index]
 
+    def materialize(self) -> SyntheticShapes:
+        """Generate (and cache) every sample now.
+
+        The engine calls this before its DataLoader starts worker processes: forked workers then
+        share the cache instead of each regenerating the whole split every epoch.
+        """
+        for index in range(self.num_samples):
+            self.raw(index)
+        return self
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.raw(index)
         image = torch.from_numpy(sample["image"]).permute(2, 0, 1).float().div_(255)

@@ -479,6 +479,9 @@ def train(
             f"the model has {head} outputs but the dataset has {num_classes} classes; create it with num_classes={num_classes}"
         )
 
+    for dataset in (train_set, val_set):
+        # generated-on-the-fly data (SyntheticShapes): fill the cache once, before workers fork
+        getattr(dataset, "materialize", lambda: None)()
     model.to(device)
     optimizer = _build_optimizer(model, config)
     criterion, mixup = _build_loss(config, num_classes)
