@@ -213,3 +213,15 @@ def test_recipes_and_run_model(splits):
     assert summary["model_config"]["embed_dim"] == 32 and summary["params"] > 0
     headers, rows = accuracy_rows({"deit_s_mini": summary}, {"deit_s": {"top1": 79.8}}, {}, {"deit_s_mini": "deit_s"})
     assert rows[0][3] == "79.80" and rows[0][4] == f"{summary['top1_mean'] - 79.8:+.1f}" and rows[0][6] == "–"
+
+
+def test_tables_are_read_back_from_the_store():
+    from tnt_rest_lite import results
+    from tnt_rest_lite.tables import load_runs
+
+    results.save_json("table_test_model_a", _summary([50.0, 52.0]), seed=[0, 1])
+    summaries, provenance = load_runs("table_test", ["model_a"])
+    assert summaries["model_a"]["top1"] == [50.0, 52.0]
+    assert provenance[0].startswith("model_a: profile ci,") and "commit" in provenance[0]
+    with pytest.raises(FileNotFoundError, match="table_test_model_b"):
+        load_runs("table_test", ["model_b"])

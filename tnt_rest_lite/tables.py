@@ -13,10 +13,29 @@ from typing import Any
 
 from .experiments import format_mean_std
 
-__all__ = ["markdown_table", "accuracy_rows", "trend_verdict", "NEAR_CHANCE_POINTS"]
+__all__ = ["markdown_table", "accuracy_rows", "trend_verdict", "load_runs", "NEAR_CHANCE_POINTS"]
 
 # Within this many points of chance a model has learnt (almost) nothing: comparisons say nothing.
 NEAR_CHANCE_POINTS = 5.0
+
+
+def load_runs(prefix: str, names: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """Read the stored summaries ``<prefix>_<name>`` back from the results store.
+
+    Returns the summaries by name and one provenance line per run (profile, device, commit, date),
+    so a table is built from what is on disk, not from whatever a notebook holds in memory.
+    """
+    from . import results
+
+    summaries, lines = {}, []
+    for name in names:
+        record = results.load_json(f"{prefix}_{name}")
+        summaries[name] = record["data"]
+        prov = record["provenance"]
+        lines.append(
+            f"{name}: profile {prov['profile']}, {prov['device']}, commit {prov['git_commit']}, {prov['date']}"
+        )
+    return summaries, lines
 
 
 def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
