@@ -262,3 +262,30 @@ def test_toc_lists_every_notebook_in_order() -> None:
 def test_package_exports() -> None:
     assert tnt_rest_lite.__version__
     assert callable(tnt_rest_lite.create_model) and callable(tnt_rest_lite.get_profile)
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+def test_cli_lists_models(capsys: pytest.CaptureFixture[str]) -> None:
+    from tnt_rest_lite.__main__ import main
+
+    assert main(["models"]) == 0
+    assert set(capsys.readouterr().out.split()) == set(list_models())
+
+
+def test_cli_passes_options_through_to_tool_modules(capsys: pytest.CaptureFixture[str]) -> None:
+    from tnt_rest_lite.__main__ import main
+
+    for command, prog in (("bench", "bench"), ("train-bench", "train_bench")):
+        with pytest.raises(SystemExit) as stop:
+            main([command, "--help"])
+        assert stop.value.code == 0
+        assert prog in capsys.readouterr().out
+
+
+def test_cli_rejects_unknown_profile_before_running(tmp_path: Path) -> None:
+    from tnt_rest_lite.__main__ import main
+
+    with pytest.raises(ValueError, match="Unknown profile 'gpu9000'"):
+        main(["execute", str(ROOT / "notebooks" / "00_tour.ipynb"), "--profile", "gpu9000"])

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | sync-setup | models``."""
+"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | bench | train-bench | sync-setup | models``."""
 
 from __future__ import annotations
 
@@ -9,14 +9,17 @@ from pathlib import Path
 
 from .book import execute_notebook, notebook_paths, repo_root, sync_setup_cells
 
+# Sub-commands that are whole modules with their own command line (``module.main(argv) -> int``).
+PASS_THROUGH = {"bench": "bench", "train-bench": "train_bench"}
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["bench"]:
-        # argparse's REMAINDER does not capture options ("--batch 8"): hand them over directly.
-        from . import bench as bench_module
+    if argv[:1] and argv[0] in PASS_THROUGH:
+        # These tools parse their own options; argparse's REMAINDER would not capture "--batch 8".
+        import importlib
 
-        return bench_module.main(argv[1:])
+        return importlib.import_module(f".{PASS_THROUGH[argv[0]]}", __package__).main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", help="re-execute every notebook (writing outputs back), then build the book")
@@ -27,8 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("--profile")
     sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book")
     sub.add_parser("models", help="list the registered models")
-    bench = sub.add_parser("bench", help="inference throughput and memory benchmarks")
-    bench.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
+    sub.add_parser("train-bench", help="training time and img/s of every small model against the profile budget")
     args = parser.parse_args(argv)
 
     if args.command == "models":
@@ -47,10 +50,6 @@ def main(argv: list[str] | None = None) -> int:
             tqdm.write(f"{path.name}: {seconds:.1f} s")
         if args.command == "reproduce" and not args.no_book:
             return subprocess.call(["jupyter-book", "build", str(repo_root()), "-W", "-n", "--keep-going"])
-    elif args.command == "bench":
-        from . import bench as bench_module
-
-        return bench_module.main(args.args)
     return 0
 
 
