@@ -39,6 +39,7 @@ if importlib.util.find_spec("tnt_rest_lite") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError("tnt_rest_lite is not installed: run `pip install -e .` in the repository root")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{REPOSITORY_URL}}"], check=True)
+    importlib.invalidate_caches()  # let this running kernel see the package pip just installed
 
 from tnt_rest_lite.book import run_report
 
