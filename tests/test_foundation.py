@@ -289,3 +289,33 @@ def test_cli_rejects_unknown_profile_before_running(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="Unknown profile 'gpu9000'"):
         main(["execute", str(ROOT / "notebooks" / "00_tour.ipynb"), "--profile", "gpu9000"])
+
+
+def _run_setup_cell(prelude: str) -> subprocess.CompletedProcess[str]:
+    code = prelude + "\n" + book.setup_cell_source()
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+def test_setup_cell_outside_colab_says_how_to_install() -> None:
+    # Pretend the package is not importable: outside Colab the cell must not pip-install anything.
+    proc = _run_setup_cell("import importlib.util as u\nu.find_spec = lambda name, *a: None")
+    assert proc.returncode != 0
+    assert "tnt_rest_lite is not installed: run `pip install -e .`" in proc.stderr
+
+
+def test_setup_cell_on_colab_installs_from_the_repository_url() -> None:
+    prelude = """
+import importlib.util as u, subprocess, sys, types
+sys.modules["google.colab"] = types.ModuleType("google.colab")
+calls = []
+real_run = subprocess.run
+subprocess.run = lambda cmd, *a, **k: calls.append(cmd) if "pip" in cmd else real_run(cmd, *a, **k)
+real_find_spec = u.find_spec
+u.find_spec = lambda name, *a: None if name == "tnt_rest_lite" else real_find_spec(name, *a)
+import atexit
+atexit.register(lambda: print("PIP", calls))
+"""
+    proc = _run_setup_cell(prelude)
+    assert proc.returncode == 0, proc.stderr
+    assert f"git+{book.REPOSITORY_URL}" in proc.stdout and "'pip', 'install'" in proc.stdout
+    assert "profile : ci" in proc.stdout  # the run report follows the install
