@@ -6,7 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from tnt_rest_lite.data import SHAPES, TEXTURES, SyntheticShapes, build_dataset, denormalize, num_classes
+from tnt_rest_lite.data import (
+    DIFFICULTIES,
+    SHAPES,
+    TEXTURES,
+    SyntheticShapes,
+    build_dataset,
+    denormalize,
+    num_classes,
+)
+from tnt_rest_lite.profiles import PROFILES
 
 
 def test_synthetic_sample_fields():
@@ -35,6 +44,72 @@ def test_materialize_fills_the_cache():
     data = SyntheticShapes(12, 32, seed=2)
     assert data.materialize() is data and sorted(data._cache) == list(range(12))
     assert np.array_equal(data.raw(5)["image"], SyntheticShapes(12, 32, seed=2).generate(5)["image"])
+
+
+# sha256 (first 16 hex digits) of the uint8 image, label and box of three samples, recorded from the
+# generator as it was before the difficulty knob existed (commit d140d21): "standard" must not drift
+_STANDARD_BEFORE_THE_KNOB = {
+    (0, "train", 0): ("ed5183f8125e46f7", 9, [10.0, 2.0, 29.0, 23.0]),
+    (0, "train", 1): ("ed9073a2c2044d84", 15, [14.0, 2.0, 32.0, 23.0]),
+    (7, "val", 5): ("2749ffaea2a6dcce", 16, [12.0, 0.0, 32.0, 20.0]),
+}
+
+
+def test_standard_difficulty_is_the_original_generator():
+    import hashlib
+
+    for (seed, split, index), (digest, label, box) in _STANDARD_BEFORE_THE_KNOB.items():
+        for data in (
+            SyntheticShapes(10, 32, split=split, seed=seed),
+            SyntheticShapes(10, 32, split=split, seed=seed, difficulty="standard"),
+        ):
+            sample = data.generate(index)
+            assert hashlib.sha256(sample["image"].tobytes()).hexdigest()[:16] == digest
+            assert int(sample["label"]) == label and sample["box"].tolist() == box
+
+
+@pytest.mark.parametrize("difficulty", sorted(DIFFICULTIES))
+def test_every_difficulty_is_deterministic_and_keeps_the_classes(difficulty):
+    a = SyntheticShapes(30, 32, seed=4, difficulty=difficulty)
+    b = SyntheticShapes(30, 32, seed=4, difficulty=difficulty)
+    assert np.array_equal(a.generate(17)["image"], b.raw(17)["image"])  # per index, without the others
+    assert a.classes == b.classes and num_classes(a) == len(SHAPES) * len(TEXTURES)
+    assert not np.array_equal(a.raw(3)["image"], SyntheticShapes(30, 32, seed=5, difficulty=difficulty).raw(3)["image"])
+    labels = {int(a.raw(i)["label"]) for i in range(30)}
+    assert len(labels) > 10  # many classes drawn, not one per level
+    assert f"difficulty='{difficulty}'" in repr(a)
+
+
+def test_easy_differs_from_standard_as_documented():
+    easy, standard = SyntheticShapes(200, 32, seed=0, difficulty="easy"), SyntheticShapes(200, 32, seed=0)
+    assert easy.distractors == 1 and easy.occlusion == 0.0 and standard.distractors == 3
+    differ = 0
+    easy_area, standard_area = [], []
+    for index in range(200):
+        e, s = easy.raw(index), standard.raw(index)
+        differ += not np.array_equal(e["image"], s["image"])
+        assert len(e["all_labels"]) <= 2  # the object and at most one distractor
+        easy_area.append(e["mask"].sum())
+        standard_area.append(s["mask"].sum())
+    assert differ == 200
+    # larger objects and no occlusion: more visible object pixels on average
+    assert np.mean(easy_area) > 1.3 * np.mean(standard_area)
+
+
+def test_unknown_difficulty_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Unknown difficulty 'medium'.*easy, standard, hard"):
+        SyntheticShapes(4, 32, difficulty="medium")
+    with pytest.raises(ValueError, match="Unknown difficulty"):
+        build_dataset("synthetic", "train", 32, num_samples=4, difficulty="trivial")
+
+
+def test_profiles_choose_a_valid_difficulty_and_build_dataset_passes_it():
+    assert PROFILES["ci"].data_difficulty == "easy"
+    assert PROFILES["colab"].data_difficulty == PROFILES["full"].data_difficulty == "standard"
+    for profile in PROFILES.values():
+        assert profile.data_difficulty in DIFFICULTIES
+    data = build_dataset("synthetic", "val", 32, num_samples=5, difficulty="hard")
+    assert data.difficulty == "hard" and data.split == "val"
 
 
 def test_synthetic_classes_are_balanced_and_all_used():

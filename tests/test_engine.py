@@ -211,8 +211,23 @@ def test_recipes_and_run_model(splits):
     summary = run_model("deit_s_mini", "deit", *splits, tiny, seeds=[0, 1], progress=False)
     assert len(summary["top1"]) == 2 and summary["top1_std"] is not None
     assert summary["model_config"]["embed_dim"] == 32 and summary["params"] > 0
+    assert summary["data_difficulty"] == "standard"  # the fixture's splits
     headers, rows = accuracy_rows({"deit_s_mini": summary}, {"deit_s": {"top1": 79.8}}, {}, {"deit_s_mini": "deit_s"})
     assert rows[0][3] == "79.80" and rows[0][4] == f"{summary['top1_mean'] - 79.8:+.1f}" and rows[0][6] == "–"
+
+
+def test_profile_sets_the_synthetic_difficulty_and_short_warm_up():
+    from tnt_rest_lite.experiments import load_splits, recipe
+    from tnt_rest_lite.profiles import get_profile
+
+    for name in ("ci", "colab"):
+        profile = dataclasses.replace(get_profile(name), train_samples=3, val_samples=2)
+        train_set, val_set = load_splits("synthetic", profile)
+        assert train_set.difficulty == val_set.difficulty == profile.data_difficulty
+        assert (len(train_set), len(val_set)) == (3, 2)
+    # runs under 10 epochs warm up for half an epoch; longer ones for a tenth of the run
+    assert recipe("deit", get_profile("ci")).warmup_epochs == 0.5
+    assert recipe("deit", get_profile("colab")).warmup_epochs == get_profile("colab").epochs // 10
 
 
 def test_tables_are_read_back_from_the_store():

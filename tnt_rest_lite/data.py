@@ -6,7 +6,9 @@ patches to each other. ``SyntheticShapes`` makes a classification task that need
 is a **shape** (global structure: circle, square, ...) filled with a **texture** (local structure:
 stripes, dots, ...). Neither alone identifies the class. Clutter makes it hard: a textured
 background, smaller distractor objects of other classes, random scale, rotation, position and
-colour, and partial occlusion of the object.
+colour, and partial occlusion of the object. How much clutter is set by one knob,
+``difficulty`` (``"easy"``, ``"standard"``, ``"hard"``; see :data:`DIFFICULTIES`): every level keeps
+the 20 shape x texture classes, only the nuisances change.
 
 Each sample is generated from ``numpy.random.default_rng([seed, split, index])``: any index is
 reproducible on its own, without generating the others, and the train and validation splits never
@@ -40,6 +42,8 @@ __all__ = [
     "data_root",
     "DATASETS",
     "DATA_ENV_VAR",
+    "Difficulty",
+    "DIFFICULTIES",
 ]
 
 SHAPES = ("circle", "square", "triangle", "cross", "star")
@@ -56,6 +60,64 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _SPLITS = {"train": 0, "val": 1}
+
+
+@dataclass(frozen=True)
+class Difficulty:
+    """The nuisance parameters of one difficulty level of :class:`SyntheticShapes`.
+
+    Ranges are ``(low, high)`` of a uniform draw. Sizes are fractions of the image side, texture
+    periods are in pixels at 32 px (they scale with the image).
+    """
+
+    object_radius: tuple[float, float]  # radius of the classified object
+    distractors: int  # most distractor objects per image (0 to this many)
+    distractor_scale: tuple[float, float]  # distractor radius as a fraction of the object's
+    occlusion: float  # probability that a bar of background hides part of the object
+    background_contrast: float  # most per-channel difference between the background's two colours
+    background_period: tuple[float, float]  # period of the background texture
+    object_period: tuple[float, float]  # period of the objects' textures
+    colour_distance: float  # least RGB distance between an object's two texture colours
+
+
+# Every level runs the same drawing code with its own ranges, so a level is one table row and
+# ``standard`` is exactly the generator the book was first written with.
+DIFFICULTIES: dict[str, Difficulty] = {
+    # for 2-CPU-core minutes (ci): big objects, at most one small distractor, nothing hidden,
+    # a calm background, and coarse textures whose period survives 8x8 patches at 32 px
+    "easy": Difficulty(
+        object_radius=(0.40, 0.46),
+        distractors=1,
+        distractor_scale=(0.25, 0.35),
+        occlusion=0.0,
+        background_contrast=0.06,
+        background_period=(2.5, 7.0),
+        object_period=(6.0, 8.0),
+        colour_distance=0.8,
+    ),
+    # the book's dataset (colab, full)
+    "standard": Difficulty(
+        object_radius=(0.26, 0.40),
+        distractors=3,
+        distractor_scale=(0.35, 0.6),
+        occlusion=0.5,
+        background_contrast=0.3,
+        background_period=(2.5, 7.0),
+        object_period=(3.2, 5.0),
+        colour_distance=0.55,
+    ),
+    # more and larger distractors, smaller objects, more occlusion, a busier background
+    "hard": Difficulty(
+        object_radius=(0.22, 0.34),
+        distractors=4,
+        distractor_scale=(0.45, 0.75),
+        occlusion=0.7,
+        background_contrast=0.45,
+        background_period=(2.5, 7.0),
+        object_period=(3.0, 4.5),
+        colour_distance=0.45,
+    ),
+}
 _SUPERSAMPLE = 2  # render at 2x and average: anti-aliased edges at 32 px
 
 
@@ -203,8 +265,25 @@ class SyntheticShapes(Dataset):
         image_size: side in pixels (32 is the smallest that keeps the textures legible).
         split: ``"train"`` or ``"val"``: independent random streams.
         seed: the dataset seed; same seed, same images.
-        distractors: most distractor objects per image (0 to this many, smaller than the object).
-        occlusion: probability that a bar of background hides part of the object.
+        difficulty: how much clutter, one of :data:`DIFFICULTIES`. Every level has the same 20
+            classes (shape x texture), so every level needs both global and local structure:
+
+            * ``"easy"``: larger objects (radius 36-44 % of the side), at most one small
+              distractor, no occlusion, a calm background (colour contrast 0.12), coarser object
+              textures (period 5-7 px at 32 px, so one period fits an 8x8 patch) and more distinct
+              texture colours. For runs of a few CPU minutes (the ``ci`` profile).
+            * ``"standard"`` (default): the book's dataset (``colab`` and ``full``): radius
+              26-40 %, up to three distractors, occlusion half of the time, background contrast
+              0.3, texture period 3.2-5 px.
+            * ``"hard"``: smaller objects, up to four larger distractors, occlusion 70 % of the
+              time, a busier background (contrast 0.45), finer textures.
+
+            Every level is deterministic per ``(seed, split, index)``; the levels share the
+            drawing code but not the draws (e.g. the number of distractors), so index ``i`` is a
+            different image, usually of another class, at each level. ``"standard"`` is the
+            generator as it was before the knob existed.
+        distractors: override the level's most distractor objects per image (0 to this many).
+        occlusion: override the level's probability that a bar of background hides part of the object.
     """
 
     shapes = SHAPES
@@ -218,9 +297,12 @@ class SyntheticShapes(Dataset):
         image_size: int = 32,
         split: str = "train",
         seed: int = 0,
-        distractors: int = 3,
-        occlusion: float = 0.5,
+        difficulty: str = "standard",
+        distractors: int | None = None,
+        occlusion: float | None = None,
     ) -> None:
+        if difficulty not in DIFFICULTIES:
+            raise ValueError(f"Unknown difficulty '{difficulty}'; expected one of {', '.join(DIFFICULTIES)}")
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {tuple(_SPLITS)}, got '{split}'")
         if image_size < 24:
@@ -231,8 +313,11 @@ class SyntheticShapes(Dataset):
         self.image_size = image_size
         self.split = split
         self.seed = seed
-        self.distractors = distractors
-        self.occlusion = occlusion
+        self.difficulty = difficulty
+        level = DIFFICULTIES[difficulty]
+        self.level = level
+        self.distractors = level.distractors if distractors is None else distractors
+        self.occlusion = level.occlusion if occlusion is None else occlusion
         self.classes = [f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES]
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         self._mean = torch.tensor(self.mean).view(3, 1, 1)
@@ -244,7 +329,7 @@ class SyntheticShapes(Dataset):
     def __repr__(self) -> str:
         return (
             f"SyntheticShapes(num_samples={self.num_samples}, image_size={self.image_size}, split='{self.split}', "
-            f"seed={self.seed}, classes={len(self.classes)})"
+            f"seed={self.seed}, difficulty='{self.difficulty}', classes={len(self.classes)})"
         )
 
     # -- generation --------------------------------------------------------------------------
@@ -261,8 +346,8 @@ class SyntheticShapes(Dataset):
             radius=radius,
             angle=float(rng.uniform(0, 2 * np.pi)),
             texture_angle=float(rng.uniform(0, np.pi)),
-            period=float(rng.uniform(3.2, 5.0) * scale),
-            colours=_random_colour_pair(rng, min_distance=0.55),
+            period=float(rng.uniform(*self.level.object_period) * scale),
+            colours=_random_colour_pair(rng, min_distance=self.level.colour_distance),
         )
 
     def generate(self, index: int) -> dict[str, np.ndarray]:
@@ -273,21 +358,23 @@ class SyntheticShapes(Dataset):
         size = self.image_size
         canvas = _Canvas(size)
 
+        level = self.level
         # 1. cluttered background: a low-contrast texture of a random kind
         base = rng.uniform(0, 1, 3)
-        other = np.clip(base + rng.uniform(-0.3, 0.3, 3), 0, 1)
+        contrast = level.background_contrast
+        other = np.clip(base + rng.uniform(-contrast, contrast, 3), 0, 1)
         background = canvas.texture_fill(
             int(rng.integers(len(TEXTURES))),
             float(rng.uniform(0, np.pi)),
-            float(rng.uniform(2.5, 7.0) * size / 32),
+            float(rng.uniform(*level.background_period) * size / 32),
             (base, other),
         )
         canvas.rgb[:] = background
 
         # 2. distractors: smaller objects of any class, drawn first so the object covers them
-        main_radius = float(rng.uniform(0.26, 0.40) * size)
+        main_radius = float(rng.uniform(*level.object_radius) * size)
         objects = [
-            self._random_object(rng, main_radius * float(rng.uniform(0.35, 0.6)))
+            self._random_object(rng, main_radius * float(rng.uniform(*level.distractor_scale)))
             for _ in range(int(rng.integers(0, self.distractors + 1)))
         ]
         # 3. the object itself, then an occluding bar of background over part of it
@@ -424,6 +511,7 @@ def build_dataset(
     root: str | Path | None = None,
     download: bool = False,
     augment: bool | None = None,
+    difficulty: str = "standard",
 ) -> Dataset:
     """The dataset ``name`` for ``split`` at ``image_size`` px.
 
@@ -439,6 +527,8 @@ def build_dataset(
         download: let torchvision download CIFAR (needs network; e.g. on Colab).
         augment: random crop + flip for real data; default on for ``train``. Synthetic data has
             its random placement built in and is never augmented.
+        difficulty: synthetic only: the clutter level (:data:`DIFFICULTIES`; profiles set it with
+            ``data_difficulty``). Ignored by real data.
 
     Every dataset has ``classes``, ``mean`` and ``std``. Missing data is a ``FileNotFoundError``
     that says how to get it; an unknown name a ``ValueError`` listing the valid ones.
@@ -450,7 +540,7 @@ def build_dataset(
     if key.lower() == "synthetic":
         if num_samples is None:
             raise ValueError("the synthetic dataset needs num_samples (e.g. the profile's train_samples)")
-        return SyntheticShapes(num_samples, image_size, split=split, seed=seed)
+        return SyntheticShapes(num_samples, image_size, split=split, seed=seed, difficulty=difficulty)
     if key.lower() in ("cifar10", "cifar100"):
         dataset = _cifar(key.lower(), split, image_size, Path(root) if root else data_root(), download, augment)
     elif key.lower().startswith("imagefolder:"):

@@ -665,6 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--train-samples", type=int, default=2000)
     parser.add_argument("--val-samples", type=int, default=500)
+    parser.add_argument("--difficulty", default="standard", help="synthetic data: easy | standard | hard")
     parser.add_argument("--model-overrides", default="{}", help="JSON object of config overrides")
     parser.add_argument("--config", default="{}", help="JSON object of TrainConfig fields")
     parser.add_argument("--metrics-out", type=Path)
@@ -672,8 +673,17 @@ def main(argv: list[str] | None = None) -> int:
 
     config = TrainConfig(**json.loads(args.config))
     info = distributed_info(config.device)
-    train_set = build_dataset(args.dataset, "train", args.image_size, num_samples=args.train_samples, seed=config.seed)
-    val_set = build_dataset(args.dataset, "val", args.image_size, num_samples=args.val_samples, seed=config.seed)
+    train_set = build_dataset(
+        args.dataset,
+        "train",
+        args.image_size,
+        num_samples=args.train_samples,
+        seed=config.seed,
+        difficulty=args.difficulty,
+    )
+    val_set = build_dataset(
+        args.dataset, "val", args.image_size, num_samples=args.val_samples, seed=config.seed, difficulty=args.difficulty
+    )
     seed_everything(config.seed)
     model = create_model(
         args.model, num_classes=len(train_set.classes), img_size=args.image_size, **json.loads(args.model_overrides)

@@ -42,6 +42,9 @@ class Profile:
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train_mixup: bool = False  # mixup/cutmix in the DeiT recipe: only long runs profit from it
     train_budget_s: float | None = None  # training + evaluation budget of one model (one seed), checked by train_bench
+    # clutter level of the synthetic dataset (data.DIFFICULTIES): ci trains for a few CPU minutes, too
+    # short to learn the standard level, so it uses "easy"; colab and full use the book's "standard"
+    data_difficulty: str = "standard"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +61,7 @@ PROFILES: dict[str, Profile] = {
         train_samples=4096,
         val_samples=512,
         epochs=4,
-        batch_size=64,
+        batch_size=32,  # 512 optimizer steps in 4 epochs: short runs learn more from more, smaller steps
         num_seeds=1,
         figure_images=2,
         diversity_images=8,
@@ -72,6 +75,7 @@ PROFILES: dict[str, Profile] = {
             "tnt_s_se_mini": _CI_TNT,
         },
         train_budget_s=60.0,
+        data_difficulty="easy",
     ),
     "colab": Profile(
         name="colab",
