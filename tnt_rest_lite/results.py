@@ -64,14 +64,15 @@ def device_name(device: torch.device | str | None = None) -> str:
 
 
 def git_commit() -> str | None:
-    """The repository's current commit (with ``+dirty`` if the tree has changes), if any."""
+    """The repository's current commit, with ``+dirty`` if tracked code (outside results/ and notebooks/) has changes."""
     root = _repo_root() or Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            # outputs that a run itself rewrites (results/, executed notebooks) do not make the code dirty
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!results", ":!notebooks"],
             cwd=root,
             capture_output=True,
             text=True,
