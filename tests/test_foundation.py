@@ -18,6 +18,7 @@ from tnt_rest_lite import book, create_model, list_models
 from tnt_rest_lite.complexity import count_flops, count_params
 from tnt_rest_lite.layers import Attention, DropPath, capture_attention
 from tnt_rest_lite.profiles import PROFILES, get_profile
+from tnt_rest_lite.registry import model_info
 from tnt_rest_lite.results import load_json, provenance, save_json
 from tnt_rest_lite.weights import load_timm
 
@@ -203,14 +204,24 @@ def test_deit_rejects_wrong_image_size() -> None:
         create_model("deit_s_mini", img_size=30)
 
 
-def test_pretrained_offline_is_clear_error() -> None:
+PRETRAINED = [name for name in list_models() if model_info(name).timm_pretrained]
+
+
+@pytest.mark.parametrize("name", PRETRAINED)
+def test_pretrained_offline_is_clear_error(name: str) -> None:
     # A subprocess with the hub forced offline: the test never touches the network.
-    code = "import tnt_rest_lite as t; t.create_model('deit_s', pretrained=True)"
+    code = f"import tnt_rest_lite as t; t.create_model({name!r}, pretrained=True)"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode != 0
-    assert "Could not download the pretrained weights of 'deit_s'" in proc.stderr
-    assert "deit_small_patch16_224.fb_in1k" in proc.stderr and "pretrained=False" in proc.stderr
+    assert f"Could not download the pretrained weights of '{name}'" in proc.stderr
+    assert model_info(name).timm_pretrained in proc.stderr and "pretrained=False" in proc.stderr
+
+
+def test_models_with_published_weights() -> None:
+    assert {"deit_s", "tnt_s", "tnt_b"} <= set(PRETRAINED)
+    assert model_info("deit_s").timm_pretrained == "deit_small_patch16_224.fb_in1k"
+    assert model_info("tnt_s").timm_pretrained == "tnt_s_patch16_224.in1k"
 
 
 def test_pretrained_needs_published_weights() -> None:
@@ -319,3 +330,16 @@ atexit.register(lambda: print("PIP", calls))
     assert proc.returncode == 0, proc.stderr
     assert f"git+{book.REPOSITORY_URL}" in proc.stdout and "'pip', 'install'" in proc.stdout
     assert "profile : ci" in proc.stdout  # the run report follows the install
+
+
+def test_book_build_uses_the_jupyter_book_beside_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `make book` runs the venv's python without activating the venv: PATH need not hold jupyter-book.
+    from tnt_rest_lite import __main__ as cli
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert cli.build_book() == 0
+    exe, *args = calls[0]
+    assert Path(exe).parent == Path(sys.executable).parent
+    assert args == ["build", str(ROOT), "-W", "--keep-going"]
