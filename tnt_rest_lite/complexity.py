@@ -19,22 +19,12 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FlopReport", "count_params", "count_flops", "sdpa_flop_handle", "params_by_prefix"]
+__all__ = ["FlopReport", "count_params", "count_flops", "sdpa_flop_handle"]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (every element of every parameter tensor)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def params_by_prefix(model: nn.Module, prefixes: dict[str, tuple[str, ...]]) -> dict[str, int]:
-    """Parameters grouped by name prefix: ``{"blocks": ("blocks.",), ...}``; the rest go to ``other``."""
-    out = {group: 0 for group in prefixes}
-    out["other"] = 0
-    for name, p in model.named_parameters():
-        group = next((g for g, pre in prefixes.items() if name.startswith(pre)), "other")
-        out[group] += p.numel()
-    return out
 
 
 def sdpa_flop_handle(inputs: list[Any], outputs: list[Any]) -> int:

@@ -36,8 +36,17 @@ def sample_image(name: str = "chelsea") -> np.ndarray:
     return np.asarray(getattr(skimage.data, name)())[..., :3].copy()
 
 
-def to_tensor(image: np.ndarray, size: int = 224, normalize: bool = True) -> torch.Tensor:
-    """Centre-crop to a square, resize to ``size``, scale to [0, 1], optionally ImageNet-normalise.
+def to_tensor(
+    image: np.ndarray,
+    size: int = 224,
+    normalize: bool = True,
+    mean: tuple[float, float, float] = IMAGENET_MEAN,
+    std: tuple[float, float, float] = IMAGENET_STD,
+) -> torch.Tensor:
+    """Centre-crop to a square, resize to ``size``, scale to [0, 1], optionally normalise.
+
+    ``mean``/``std`` default to ImageNet's statistics; timm's TNT weights, for instance, expect
+    ``mean = std = (0.5, 0.5, 0.5)``, i.e. inputs in [-1, 1].
 
     Returns a ``(1, 3, size, size)`` float tensor.
     """
@@ -48,7 +57,5 @@ def to_tensor(image: np.ndarray, size: int = 224, normalize: bool = True) -> tor
     x = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].float() / 255.0
     x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     if normalize:
-        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-        x = (x - mean) / std
+        x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     return x
