@@ -104,8 +104,8 @@ def test_unknown_difficulty_lists_the_valid_ones():
 
 
 def test_profiles_choose_a_valid_difficulty_and_build_dataset_passes_it():
-    assert PROFILES["ci"].data_difficulty == "easy"
-    assert PROFILES["colab"].data_difficulty == PROFILES["full"].data_difficulty == "standard"
+    assert PROFILES["ci"].data_difficulty == PROFILES["cpu"].data_difficulty == "easy"
+    assert PROFILES["full"].data_difficulty == "standard"
     for profile in PROFILES.values():
         assert profile.data_difficulty in DIFFICULTIES
     data = build_dataset("synthetic", "val", 32, num_samples=5, difficulty="hard")
@@ -136,7 +136,7 @@ def test_detection_view():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="split must be one of"):
-        SyntheticShapes(4, 32, split="test")
+        SyntheticShapes(4, 32, split="holdout")
     with pytest.raises(ValueError, match="at least 24"):
         SyntheticShapes(4, 16)
     with pytest.raises(ValueError, match="Unknown dataset 'mnist'.*imagefolder"):
@@ -169,10 +169,12 @@ def test_image_folder_tree_loads(tmp_path):
                 Image.fromarray(pixels).save(folder / f"{i}.png")
     train = build_dataset(f"imagefolder:{tmp_path}", "train", 32)
     val = build_dataset(f"imagefolder:{tmp_path}", "val", 32)
-    assert len(train) == len(val) == 6 and train.classes == ["cat", "dog", "fish"]
-    image, label = val[5]
+    test = build_dataset(f"imagefolder:{tmp_path}", "test", 32)
+    # val is a tenth of train/ (here 1 of 6 images), test the published val/ folder
+    assert (len(train), len(val), len(test)) == (5, 1, 6) and train.classes == ["cat", "dog", "fish"]
+    image, label = test[5]
     assert image.shape == (3, 32, 32) and label == 2
-    subset = build_dataset(f"imagefolder:{tmp_path}", "val", 32, num_samples=4)
+    subset = build_dataset(f"imagefolder:{tmp_path}", "test", 32, num_samples=4)
     assert len(subset) == 4 and num_classes(subset) == 3
 
 
@@ -201,6 +203,9 @@ def test_fake_cifar10_loads(tmp_path, monkeypatch):
 
     train = build_dataset("cifar10", "train", 32, root=tmp_path)
     val = build_dataset("cifar10", "val", 32, root=tmp_path)
-    assert len(train) == 25 and len(val) == 5 and num_classes(train) == 10
-    image, label = val[3]
+    test = build_dataset("cifar10", "test", 32, root=tmp_path)
+    # val: a tenth of CIFAR's 25 (fake) training images, disjoint from train; test: CIFAR's test set
+    assert (len(train), len(val), len(test)) == (23, 2, 5) and num_classes(train) == 10
+    assert not set(train.indices) & set(val.indices)
+    image, label = test[3]
     assert image.shape == (3, 32, 32) and label == 3

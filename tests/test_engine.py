@@ -179,21 +179,11 @@ def test_plot_history(splits):
 # ---- experiments and tables: recipes, multi-seed summaries, computed verdicts -------------------
 
 
-def _summary(top1: list[float], chance: float = 5.0) -> dict:
+def _summary(test_top1: list[float], chance: float = 5.0) -> dict:
     from tnt_rest_lite.experiments import mean_std
 
-    mean, std = mean_std(top1)
-    return {"top1": top1, "top1_mean": mean, "top1_std": std, "chance_top1": chance}
-
-
-def test_trend_verdicts_follow_the_numbers():
-    from tnt_rest_lite.tables import trend_verdict
-
-    assert "**holds**" in trend_verdict("A > B", _summary([60.0, 61.0, 62.0]), _summary([50.0, 51.0, 52.0]))
-    assert "**reversed**" in trend_verdict("A > B", _summary([50.0, 51.0, 52.0]), _summary([60.0, 61.0, 62.0]))
-    assert "**not resolved**" in trend_verdict("A > B", _summary([50.0, 55.0, 60.0]), _summary([49.0, 54.0, 59.0]))
-    assert "single-seed" in trend_verdict("A > B", _summary([40.0]), _summary([30.0]))
-    assert "**not testable" in trend_verdict("A > B", _summary([8.0]), _summary([6.0]))
+    mean, std = mean_std(test_top1)
+    return {"test_top1": test_top1, "test_top1_mean": mean, "test_top1_std": std, "chance_top1": chance}
 
 
 def test_recipes_and_run_model(splits):
@@ -205,26 +195,36 @@ def test_recipes_and_run_model(splits):
     deit, resnet = recipe("deit", profile), recipe("resnet", profile)
     assert (deit.optimizer, deit.schedule, deit.label_smoothing) == ("adamw", "cosine", 0.1)
     assert (resnet.optimizer, resnet.schedule, resnet.label_smoothing, resnet.mixup_alpha) == ("sgd", "step", 0.0, 0.0)
+    six = dataclasses.replace(profile, table_recipe={"t": {"epochs": 6, "batch_size": 64}})
+    assert recipe("resnet", six, table="t").step_epochs == 2.0  # the step schedule follows the epochs
+    assert recipe("resnet", six, table="t").lr == 0.1 * 64 / 256  # and the rate the batch
     with pytest.raises(ValueError, match="Unknown recipe"):
         recipe("lamb", profile)
     tiny = dataclasses.replace(profile, epochs=1, batch_size=16, model_overrides={"deit_s_mini": TINY})
-    summary = run_model("deit_s_mini", "deit", *splits, tiny, seeds=[0, 1], progress=False)
-    assert len(summary["top1"]) == 2 and summary["top1_std"] is not None
+    test_set = SyntheticShapes(24, 32, split="test", seed=0)
+    summary = run_model("deit_s_mini", "deit", *splits, test_set, tiny, seeds=[0, 1], progress=False)
+    assert len(summary["test_top1"]) == len(summary["val_top1"]) == 2 and summary["test_top1_std"] is not None
+    assert summary["test_samples"] == 24 and summary["val_samples"] == 40
+    # every test accuracy is a whole number of the 24 test images
+    assert all(abs(v * 24 / 100 - round(v * 24 / 100)) < 1e-9 for v in summary["test_top1"])
     assert summary["model_config"]["embed_dim"] == 32 and summary["params"] > 0
+    assert summary["description"].startswith("32 px, 8x8 patches (4x4 grid), width 32, 1 blocks")
     assert summary["data_difficulty"] == "standard"  # the fixture's splits
     headers, rows = accuracy_rows({"deit_s_mini": summary}, {"deit_s": {"top1": 79.8}}, {}, {"deit_s_mini": "deit_s"})
-    assert rows[0][3] == "79.80" and rows[0][4] == f"{summary['top1_mean'] - 79.8:+.1f}" and rows[0][6] == "–"
+    assert headers[2] == "test top-1 ours"
+    assert rows[0][3] == "79.80" and rows[0][4] == f"{summary['test_top1_mean'] - 79.8:+.1f}" and rows[0][6] == "–"
 
 
 def test_profile_sets_the_synthetic_difficulty_and_short_warm_up():
     from tnt_rest_lite.experiments import load_splits, recipe
     from tnt_rest_lite.profiles import get_profile
 
-    for name in ("ci", "colab"):
-        profile = dataclasses.replace(get_profile(name), train_samples=3, val_samples=2)
-        train_set, val_set = load_splits("synthetic", profile)
-        assert train_set.difficulty == val_set.difficulty == profile.data_difficulty
-        assert (len(train_set), len(val_set)) == (3, 2)
+    for name in ("ci", "cpu", "colab"):
+        profile = dataclasses.replace(get_profile(name), train_samples=3, val_samples=2, test_samples=4)
+        train_set, val_set, test_set = load_splits("synthetic", profile)
+        assert train_set.difficulty == val_set.difficulty == test_set.difficulty == profile.data_difficulty
+        assert (len(train_set), len(val_set), len(test_set)) == (3, 2, 4)
+        assert (train_set.split, val_set.split, test_set.split) == ("train", "val", "test")
     # runs under 10 epochs warm up for half an epoch; longer ones for a tenth of the run
     assert recipe("deit", get_profile("ci")).warmup_epochs == 0.5
     assert recipe("deit", get_profile("colab")).warmup_epochs == get_profile("colab").epochs // 10
@@ -236,7 +236,7 @@ def test_tables_are_read_back_from_the_store():
 
     results.save_json("table_test_model_a", _summary([50.0, 52.0]), seed=[0, 1])
     summaries, provenance = load_runs("table_test", ["model_a"])
-    assert summaries["model_a"]["top1"] == [50.0, 52.0]
+    assert summaries["model_a"]["test_top1"] == [50.0, 52.0]
     assert provenance[0].startswith("model_a: profile ci,") and "commit" in provenance[0]
     with pytest.raises(FileNotFoundError, match="table_test_model_b"):
         load_runs("table_test", ["model_b"])

@@ -50,8 +50,8 @@ CONFIGS = {
     "rest_small": (LITE[0], LITE[1], (2, 2, 6, 2), LITE[3], True, 1000),
     "rest_base": (BASE_DIMS, LITE[1], (2, 2, 6, 2), LITE[3], True, 1000),
     "rest_large": (BASE_DIMS, LITE[1], (2, 2, 18, 2), LITE[3], True, 1000),
-    "rest_lite_mini": ((32, 64, 128, 256), LITE[1], (1, 1, 1, 1), LITE[3], True, 10),
-    "rest_lite_msa_mini": ((32, 64, 128, 256), LITE[1], (1, 1, 1, 1), (1, 1, 1, 1), False, 10),
+    "rest_lite_mini": ((32, 64, 128, 256), LITE[1], (2, 2, 2, 2), LITE[3], True, 20),
+    "rest_lite_msa_mini": ((32, 64, 128, 256), LITE[1], (2, 2, 2, 2), (1, 1, 1, 1), False, 20),
 }
 
 
@@ -224,7 +224,7 @@ def test_instance_norm_comes_after_the_softmax() -> None:
 
 
 def test_spatial_reduction_shrinks_keys_and_values() -> None:
-    model = create_model("rest_lite_mini").eval()  # same reduction ratios as ResT-Lite
+    model = create_model("rest_lite_mini", stem_stride=4).eval()  # ResT-Lite's reductions and stem
     with torch.no_grad(), capture_attention(model) as maps:
         model(torch.randn(1, 3, 224, 224))
     for stage, (n, n_kv) in enumerate([(3136, 49), (784, 49), (196, 49), (49, 49)], start=1):
@@ -236,7 +236,7 @@ def test_spatial_reduction_shrinks_keys_and_values() -> None:
 
 @pytest.fixture(scope="module")
 def mini() -> ResT:
-    return create_model("rest_lite_mini").eval()
+    return create_model("rest_lite_mini", stem_stride=4).eval()  # the published stem
 
 
 @pytest.mark.parametrize("size", [(32, 32), (33, 47), (97, 64), (50, 250)])
@@ -253,12 +253,24 @@ def test_stage_shapes_for_odd_and_non_square_sizes(size: tuple[int, int], mini: 
         logits = model(torch.randn(2, 3, *size))
     for i, (out, dim) in enumerate(zip(stages, (32, 64, 128, 256), strict=True)):
         assert out.shape == (2, dim, down(size[0], i + 2), down(size[1], i + 2))
-    assert logits.shape == (2, 10)
+    assert logits.shape == (2, 20)
+
+
+def test_stride_2_stem_halves_once_less() -> None:
+    model = create_model("rest_lite_mini").eval()  # stem stride 2: for 32 px images
+    assert model.config.stem_stride == 2 and model.stem.conv3.stride == (1, 1)
+    with torch.no_grad():
+        stages = model.forward_stages(torch.randn(1, 3, 32, 32))
+    assert [s.shape[-1] for s in stages] == [16, 8, 4, 2]  # a 64 px image's widths under the published stem
+    with pytest.raises(ValueError, match="at least 16x16"):
+        model(torch.randn(1, 3, 15, 32))
+    with pytest.raises(ValueError, match="output stride 4 .* or 2"):
+        create_model("rest_lite_mini", stem_stride=8)
 
 
 def test_32px_training_step_runs() -> None:
-    # stage 4 is 1x1 at 32 px: the head transform's InstanceNorm sees a single element
-    model = create_model("rest_lite_mini").train()
+    # with the published stem stage 4 is 1x1 at 32 px: the head transform's InstanceNorm sees a single element
+    model = create_model("rest_lite_mini", stem_stride=4).train()
     loss = F.cross_entropy(model(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3]))
     loss.backward()
     assert torch.isfinite(loss)
@@ -266,7 +278,7 @@ def test_32px_training_step_runs() -> None:
 
 
 def test_bad_input_is_a_clear_error() -> None:
-    model = create_model("rest_lite_mini")
+    model = create_model("rest_lite_mini", stem_stride=4)
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
         model(torch.randn(1, 2, 64, 64))
     with pytest.raises(ValueError, match="at least 32x32"):

@@ -93,19 +93,19 @@ def test_tnt_block_class_token_gets_no_pixels() -> None:
 def test_model_stage_shapes_mini() -> None:
     model = create_model("tnt_s_mini").eval()
     c = model.config
-    assert (c.num_pixels, c.num_patches, c.outer_dim, c.inner_dim) == (4, 64, 192, 12)
+    assert (c.num_pixels, c.num_patches, c.outer_dim, c.inner_dim) == (16, 16, 96, 6)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         pixels, patches = model.embed(x)
-        assert pixels.shape == (2 * 64, 4, 12)
-        assert patches.shape == (2, 65, 192)
-        assert model.forward_features(x).shape == (2, 65, 192)
-        assert model(x).shape == (2, 10)
+        assert pixels.shape == (2 * 16, 16, 6)
+        assert patches.shape == (2, 17, 96)
+        assert model.forward_features(x).shape == (2, 17, 96)
+        assert model(x).shape == (2, 20)
 
 
 def test_mini_accepts_overrides() -> None:
     model = create_model("tnt_s_mini", img_size=64, num_classes=7)
-    assert model.config.num_patches == 256
+    assert model.config.num_patches == 64
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 7)
 
@@ -126,9 +126,9 @@ def test_forward_intermediates_shapes() -> None:
     model = create_model("tnt_s_mini").eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        maps = model.forward_intermediates(x, indices=(1, 3, 5))
+        maps = model.forward_intermediates(x, indices=(1, 2, 3))
         feats = model.forward_features(x)
-    assert [m.shape for m in maps] == [(2, 192, 8, 8)] * 3
+    assert [m.shape for m in maps] == [(2, 96, 4, 4)] * 3
     # the last map is the last block's patch tokens (before the final norm), in grid layout
     with torch.no_grad():
         pixels, patches = model.embed(x)
@@ -136,8 +136,8 @@ def test_forward_intermediates_shapes() -> None:
             pixels, patches = block(pixels, patches)
     assert torch.allclose(maps[-1].flatten(2).transpose(1, 2), patches[:, 1:])
     assert torch.allclose(model.norm(patches), feats)
-    with pytest.raises(ValueError, match=r"indices must be block numbers in 0..5"):
-        model.forward_intermediates(x, indices=(6,))
+    with pytest.raises(ValueError, match=r"indices must be block numbers in 0..3"):
+        model.forward_intermediates(x, indices=(4,))
 
 
 def test_forward_intermediates_tnt_s_detection_blocks() -> None:
@@ -153,8 +153,8 @@ def test_attention_goes_through_the_shared_module() -> None:
     assert len(attns) == 2 * model.config.depth
     with torch.no_grad(), capture_attention(model) as maps:
         model(torch.randn(2, 3, 32, 32))
-    assert maps["blocks.0.inner.attn"]["attn"].shape == (2 * 64, 2, 4, 4)  # pixels of each patch
-    assert maps["blocks.0.outer.attn"]["attn"].shape == (2, 3, 65, 65)  # patches + class token
+    assert maps["blocks.0.inner.attn"]["attn"].shape == (2 * 16, 2, 16, 16)  # pixels of each patch
+    assert maps["blocks.0.outer.attn"]["attn"].shape == (2, 3, 17, 17)  # patches + class token
 
 
 # --- gradients -------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def test_gradients_reach_inner_and_outer_parameters() -> None:
     assert no_grad == []
     for name in ("pixel_embed.proj.weight", "pixel_embed.pos_embed", "blocks.0.inner.attn.q.weight"):
         assert model.get_parameter(name).grad.abs().sum() > 0
-    for name in ("blocks.5.outer.attn.kv.weight", "blocks.5.outer.se.fc2.weight", "pos_embed", "cls_token"):
+    for name in ("blocks.3.outer.attn.kv.weight", "blocks.3.outer.se.fc2.weight", "pos_embed", "cls_token"):
         assert model.get_parameter(name).grad.abs().sum() > 0
 
 
@@ -228,7 +228,7 @@ def test_se_changes_the_output() -> None:
     with_se = create_model("tnt_s_se_mini").eval()
     # Same weights everywhere except the SE modules, which only the SE model has.
     missing, unexpected = with_se.load_state_dict(plain.state_dict(), strict=False)
-    assert unexpected == [] and all(".outer.se." in k for k in missing) and len(missing) == 6 * 6
+    assert unexpected == [] and all(".outer.se." in k for k in missing) and len(missing) == 4 * 6
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         diff = (with_se(x) - plain(x)).abs().max().item()
@@ -257,7 +257,7 @@ def test_complexity_breakdown_partitions_the_model() -> None:
     assert list(parts) == list(COMPONENTS)
     assert sum(p["params"] for p in parts.values()) == count_params(model)
     assert sum(p["flops"] for p in parts.values()) == report.total
-    assert parts["SE"]["params"] == 6 * se_extra_params(192)
+    assert parts["SE"]["params"] == 4 * se_extra_params(96)
     assert all(p["params"] > 0 and p["flops"] > 0 for p in parts.values())
     plain = complexity_breakdown(create_model("tnt_s_mini"))
     assert plain["SE"]["params"] == 0 and "flops" not in plain["SE"]
@@ -275,7 +275,7 @@ def test_wrong_image_size_is_clear_error() -> None:
 
 
 def test_img_size_not_multiple_of_patch_is_clear_error() -> None:
-    with pytest.raises(ValueError, match="img_size=30 must be a multiple of patch_size=4"):
+    with pytest.raises(ValueError, match="img_size=30 must be a multiple of patch_size=8"):
         create_model("tnt_s_mini", img_size=30)
 
 

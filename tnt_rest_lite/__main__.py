@@ -21,7 +21,7 @@ def build_book() -> int:
 
 
 # Sub-commands that are whole modules with their own command line (``module.main(argv) -> int``).
-PASS_THROUGH = {"bench": "bench", "train-bench": "train_bench"}
+PASS_THROUGH = {"bench": "bench", "train-bench": "train_bench", "recipe-search": "recipe_search"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
     sub.add_parser("train-bench", help="training time and img/s of every small model against the profile budget")
+    sub.add_parser(
+        "recipe-search", help="validation curves of candidate batch sizes and rates (see recipe-search --help)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "models":

@@ -59,7 +59,11 @@ CIFAR_STD = (0.2470, 0.2435, 0.2616)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-_SPLITS = {"train": 0, "val": 1}
+_SPLITS = {"train": 0, "val": 1, "test": 2}
+# Real datasets publish a train and a test (or "val") split; our validation split is held out of
+# their training split: this share of it (seeded), so the published test split stays untouched.
+VAL_FRACTION = 0.1
+_HOLDOUT_SEED = 20211206  # fixed: the validation images never depend on the run's seed
 
 
 @dataclass(frozen=True)
@@ -263,7 +267,7 @@ class SyntheticShapes(Dataset):
     Args:
         num_samples: size of the split.
         image_size: side in pixels (32 is the smallest that keeps the textures legible).
-        split: ``"train"`` or ``"val"``: independent random streams.
+        split: ``"train"``, ``"val"`` or ``"test"``: independent random streams.
         seed: the dataset seed; same seed, same images.
         difficulty: how much clutter, one of :data:`DIFFICULTIES`. Every level has the same 20
             classes (shape x texture), so every level needs both global and local structure:
@@ -437,6 +441,21 @@ class SyntheticShapes(Dataset):
             "box": torch.from_numpy(sample["box"]),
         }
 
+    def batch(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        """Samples ``indices`` as one batch, the same tensors a ``DataLoader`` would collate.
+
+        The engine's fast path (no worker processes): one ``np.stack`` per field instead of a
+        ``__getitem__`` and a collate per sample, about 10x less data time per step on 2 cores.
+        """
+        raws = [self.raw(i) for i in indices]
+        images = torch.from_numpy(np.stack([r["image"] for r in raws])).permute(0, 3, 1, 2).float().div_(255)
+        return {
+            "image": (images - self._mean) / self._std,
+            "label": torch.tensor([int(r["label"]) for r in raws], dtype=torch.int64),
+            "mask": torch.from_numpy(np.stack([r["mask"] for r in raws])),
+            "box": torch.from_numpy(np.stack([r["box"] for r in raws])),
+        }
+
     def detection_view(self, label_offset: int = 1) -> ShapeDetection:
         """The same images with every visible object's box and label (torchvision detection format)."""
         return ShapeDetection(self, label_offset)
@@ -501,6 +520,13 @@ class _NamedSubset(Subset):
         self.mean, self.std = dataset.mean, dataset.std
 
 
+def _holdout(n_total: int, split: str) -> list[int]:
+    """Indices of ``split`` (``"train"`` or ``"val"``) within a real dataset's published training split."""
+    order = torch.randperm(n_total, generator=torch.Generator().manual_seed(_HOLDOUT_SEED)).tolist()
+    n_val = max(1, int(round(VAL_FRACTION * n_total)))
+    return order[:n_val] if split == "val" else order[n_val:]
+
+
 def build_dataset(
     name: str,
     split: str,
@@ -518,7 +544,11 @@ def build_dataset(
     Args:
         name: ``"synthetic"``, ``"cifar10"``, ``"cifar100"`` or ``"imagefolder:<path>"`` (a folder
             with ``train/`` and ``val/`` sub-folders of one folder per class, e.g. Imagenette).
-        split: ``"train"`` or ``"val"``.
+        split: ``"train"``, ``"val"`` or ``"test"``. Synthetic: three independent random streams.
+            Real data: ``"test"`` is the published test split (CIFAR's test set, an ImageFolder's
+            ``val/``); ``"train"`` and ``"val"`` share the published training split, with a fixed
+            :data:`VAL_FRACTION` of it held out as ``"val"`` (never augmented), so choices made on
+            ``"val"`` never see the test images.
         image_size: side of the images the model sees.
         num_samples: synthetic: the split's size (required); real data: keep a random subset of
             this many (seeded), or all when ``None``.
@@ -542,16 +572,23 @@ def build_dataset(
             raise ValueError("the synthetic dataset needs num_samples (e.g. the profile's train_samples)")
         return SyntheticShapes(num_samples, image_size, split=split, seed=seed, difficulty=difficulty)
     if key.lower() in ("cifar10", "cifar100"):
-        dataset = _cifar(key.lower(), split, image_size, Path(root) if root else data_root(), download, augment)
+        dataset = _cifar(
+            key.lower(), split, image_size, Path(root) if root else data_root(), download, augment and split == "train"
+        )
     elif key.lower().startswith("imagefolder:"):
-        dataset = _image_folder(Path(key.split(":", 1)[1]).expanduser(), split, image_size, augment)
+        dataset = _image_folder(
+            Path(key.split(":", 1)[1]).expanduser(), split, image_size, augment and split == "train"
+        )
     else:
         raise ValueError(f"Unknown dataset '{name}'; expected one of {', '.join(DATASETS)}")
-    if num_samples is not None and num_samples < len(dataset):
+    indices = list(range(len(dataset))) if split == "test" else _holdout(len(dataset), split)
+    if num_samples is not None and num_samples < len(indices):
         generator = torch.Generator().manual_seed(seed)
-        indices = torch.randperm(len(dataset), generator=generator)[:num_samples].tolist()
-        return _NamedSubset(dataset, indices)
-    return dataset
+        keep = torch.randperm(len(indices), generator=generator)[:num_samples].tolist()
+        indices = [indices[i] for i in keep]
+    if len(indices) == len(dataset):
+        return dataset
+    return _NamedSubset(dataset, indices)
 
 
 def _transform(
@@ -586,7 +623,7 @@ def _cifar(name: str, split: str, image_size: int, root: Path, download: bool, a
         )
     transform = _transform(image_size, augment, CIFAR_MEAN, CIFAR_STD, native=32)
     try:
-        dataset = cls(str(root), train=split == "train", transform=transform, download=download)
+        dataset = cls(str(root), train=split != "test", transform=transform, download=download)
     except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
         raise FileNotFoundError(
             f"{name.upper()} under {folder} is incomplete or corrupted ({err}); delete the folder and "
@@ -599,7 +636,7 @@ def _cifar(name: str, split: str, image_size: int, root: Path, download: bool, a
 def _image_folder(path: Path, split: str, image_size: int, augment: bool) -> Dataset:
     from torchvision import datasets
 
-    folder = path / split
+    folder = path / ("val" if split == "test" else "train")  # our train/val both come from train/
     if not folder.is_dir():
         raise FileNotFoundError(
             f"No ImageFolder split at {folder}: 'imagefolder:<path>' expects <path>/train/<class>/*.jpg and "

@@ -129,6 +129,6 @@ def deit_s(**overrides: Any) -> DeiT:
 
 @register_model
 def deit_s_mini(**overrides: Any) -> DeiT:
-    """DeiT-S scaled down for 32-64 px inputs (the ci/colab training runs): 4x4 patches, width 192, 6 blocks, 3 heads."""
-    base = DeiTConfig(img_size=32, patch_size=4, embed_dim=192, depth=6, num_heads=3, num_classes=10)
+    """DeiT-S scaled for 32 px images as :func:`tnt_s_mini` is: 8x8 patches (a 4x4 grid), width 96, 4 blocks, 3 heads."""
+    base = DeiTConfig(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=20)
     return DeiT(configure(base, overrides))

@@ -227,6 +227,10 @@ def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, info: DistI
     per_process = config.batch_size // info.world_size
     if len(sampler) < per_process:
         raise ValueError(f"the training set ({len(dataset)} samples) is smaller than one batch ({config.batch_size})")
+    if config.num_workers == 0 and hasattr(dataset, "batch"):
+        # fast path (SyntheticShapes in one process): whole batches, in the sampler's order, so the
+        # batches are exactly the DataLoader's below
+        return _Batches(dataset, list(sampler), per_process, drop_last=True)
     return DataLoader(
         dataset,
         batch_size=per_process,
@@ -239,10 +243,28 @@ def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, info: DistI
     )
 
 
+class _Batches:
+    """Batches of ``dataset.batch(indices)`` over ``order``: a DataLoader without per-sample work."""
+
+    def __init__(self, dataset: Any, order: list[int], batch_size: int, drop_last: bool) -> None:
+        self.dataset, self.order, self.batch_size, self.drop_last = dataset, order, batch_size, drop_last
+
+    def __len__(self) -> int:
+        n = len(self.order)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Any:
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self.dataset.batch(self.order[start : start + self.batch_size])
+
+
 def _val_loader(dataset: Dataset, batch_size: int, info: DistInfo, num_workers: int = 0) -> DataLoader:
     """Every process evaluates every N-th sample (no padding: each sample is counted once)."""
+    indices = list(range(info.rank, len(dataset), info.world_size)) if info.distributed else list(range(len(dataset)))
+    if num_workers == 0 and hasattr(dataset, "batch"):
+        return _Batches(dataset, indices, batch_size, drop_last=False)  # type: ignore[return-value]
     if info.distributed:
-        dataset = Subset(dataset, list(range(info.rank, len(dataset), info.world_size)))
+        dataset = Subset(dataset, indices)
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
 
 

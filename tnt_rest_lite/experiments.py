@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
 from .data import build_dataset, num_classes
-from .engine import TrainConfig, seed_everything, train
+from .engine import TrainConfig, evaluate, save_checkpoint, seed_everything, train
 from .profiles import Profile, get_profile
 
 __all__ = [
@@ -31,11 +35,23 @@ __all__ = [
     "recipe",
     "build_model",
     "model_config",
+    "describe_config",
+    "attention_check",
     "load_splits",
     "run_model",
     "mean_std",
     "format_mean_std",
+    "weights_path",
+    "Claim",
+    "TableSpec",
+    "TABLES",
+    "table_spec",
+    "run_table",
+    "describe_table",
+    "CHECKPOINTS_ENV_VAR",
 ]
+
+CHECKPOINTS_ENV_VAR = "TNT_REST_CHECKPOINTS"
 
 RECIPES = ("deit", "resnet")
 
@@ -43,10 +59,16 @@ RECIPES = ("deit", "resnet")
 _ANY_SIZE_PREFIXES = ("rest_", "resnet")
 
 
-def recipe(name: str, profile: Profile | None = None, seed: int = 0) -> TrainConfig:
-    """The :class:`TrainConfig` of recipe ``name`` (``"deit"`` or ``"resnet"``) in ``profile``."""
+def recipe(name: str, profile: Profile | None = None, seed: int = 0, table: str | None = None) -> TrainConfig:
+    """The :class:`TrainConfig` of recipe ``name`` (``"deit"`` or ``"resnet"``) in ``profile``.
+
+    ``table`` applies the profile's ``table_recipe`` for that table (its epochs, batch size and
+    rate, chosen on validation); the warm-up, the step schedule and the rate's batch scaling follow.
+    """
     p = profile or get_profile()
-    common = dict(epochs=p.epochs, batch_size=p.batch_size, seed=seed, num_workers=p.num_workers)
+    epochs, batch = p.epochs_for(table), p.batch_size_for(table)
+    lr_override = p.table_recipe.get(table or "", {}).get("lr")
+    common = dict(epochs=epochs, batch_size=batch, seed=seed, num_workers=p.num_workers)
     if name == "deit":
         mixup = dict(mixup_alpha=0.8, cutmix_alpha=1.0) if p.train_mixup else {}
         # lr 5e-4 up to batch 64, then linear scaling (1e-3 at 128; DeiT's rule, 5e-4 x batch / 512,
@@ -55,11 +77,11 @@ def recipe(name: str, profile: Profile | None = None, seed: int = 0) -> TrainCon
         # (DeiT: 5 of 300 epochs is less), but half an epoch in runs under 10 epochs, which cannot
         # spare a whole one.
         return TrainConfig(
-            lr=5e-4 * max(p.batch_size, 64) / 64,
+            lr=lr_override or 5e-4 * max(batch, 64) / 64,
             weight_decay=0.05,
             optimizer="adamw",
             schedule="cosine",
-            warmup_epochs=max(1, p.epochs // 10) if p.epochs >= 10 else 0.5,
+            warmup_epochs=max(1, epochs // 10) if epochs >= 10 else 0.5,
             label_smoothing=0.1,
             clip_grad=5.0,
             **mixup,
@@ -67,12 +89,12 @@ def recipe(name: str, profile: Profile | None = None, seed: int = 0) -> TrainCon
         )
     if name == "resnet":
         return TrainConfig(
-            lr=0.1 * p.batch_size / 256,  # ResNet's linear scaling rule (0.1 at batch 256)
+            lr=lr_override or 0.1 * batch / 256,  # ResNet's linear scaling rule (0.1 at batch 256)
             weight_decay=1e-4,
             optimizer="sgd",
             momentum=0.9,
             schedule="step",
-            step_epochs=p.epochs / 3,
+            step_epochs=epochs / 3,
             step_rate=0.1,
             warmup_epochs=0,
             label_smoothing=0.0,
@@ -82,52 +104,120 @@ def recipe(name: str, profile: Profile | None = None, seed: int = 0) -> TrainCon
 
 
 def build_model(name: str, classes: int, image_size: int, profile: Profile | None = None) -> nn.Module:
-    """Registered model ``name`` (or timm's ``resnet18``) for ``classes`` classes at ``image_size``.
+    """Registered model ``name`` for ``classes`` classes at ``image_size``, as ``profile`` trains it.
 
-    The profile's ``model_overrides`` for ``name`` are applied (in ``ci`` they shrink the models).
+    The profile's ``model_overrides`` for ``name`` are applied (``full``: 64 px geometry). Models
+    whose size does not depend on the input (ResT, ResNet) take no ``img_size``.
     """
-    import timm
-
-    from .registry import list_models
+    from .registry import create_model
 
     p = profile or get_profile()
     overrides = dict(p.model_overrides.get(name, {}))
     if not name.startswith(_ANY_SIZE_PREFIXES):
         overrides["img_size"] = image_size
-    if name in list_models():
-        from .registry import create_model
-
-        return create_model(name, num_classes=classes, **overrides)
-    return timm.create_model(name, num_classes=classes, **overrides)  # e.g. timm's resnet18
+    return create_model(name, num_classes=classes, **overrides)
 
 
 def model_config(model: nn.Module) -> dict[str, Any]:
-    """The config of one of our models as a dict; for timm's models, the layer widths and depths."""
+    """The config a model was built from, as a dict (every registered model keeps it as ``.config``)."""
     config = getattr(model, "config", None)
-    if dataclasses.is_dataclass(config):
-        return dataclasses.asdict(config)
-    layers = [len(getattr(model, f"layer{i}")) for i in range(1, 5) if hasattr(model, f"layer{i}")]
-    widths = [getattr(model, f"layer{i}")[-1].conv1.in_channels for i in range(1, 5) if hasattr(model, f"layer{i}")]
-    return {
-        "architecture": type(model).__name__,
-        "blocks_per_stage": layers,
-        "widths": widths,
-        "num_classes": model.num_classes,
-    }
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"{type(model).__name__} has no dataclass config: build it with create_model()")
+    return dataclasses.asdict(config)
+
+
+def describe_config(name: str, config: dict[str, Any]) -> str:
+    """One line that says what ``name`` is at this size, generated from its config (never by hand)."""
+    c = config
+    if "outer_dim" in c:  # TNT
+        pixels = (c["patch_size"] + 2 * (c["pixel_kernel"] // 2) - c["pixel_kernel"]) // c["pixel_stride"] + 1
+        grid = c["img_size"] // c["patch_size"]
+        return (
+            f"{c['img_size']} px, {c['patch_size']}x{c['patch_size']} patches ({grid}x{grid} grid), "
+            f"{pixels}x{pixels} pixel tokens per patch, outer width {c['outer_dim']} / inner {c['inner_dim']}, "
+            f"{c['depth']} blocks, {c['outer_heads']} outer / {c['inner_heads']} inner heads"
+            + (", SE" if c["se"] else "")
+        )
+    if "embed_dim" in c:  # DeiT
+        grid = c["img_size"] // c["patch_size"]
+        return (
+            f"{c['img_size']} px, {c['patch_size']}x{c['patch_size']} patches ({grid}x{grid} grid), "
+            f"width {c['embed_dim']}, {c['depth']} blocks, {c['num_heads']} heads"
+        )
+    if "sr_ratios" in c:  # ResT
+        dims, depths = "-".join(map(str, c["embed_dims"])), "-".join(map(str, c["depths"]))
+        attention = f"EMSA s = {'-'.join(map(str, c['sr_ratios']))}" if c["head_transform"] else "MSA (s = 1)"
+        return f"dims {dims}, depths {depths}, heads {'-'.join(map(str, c['num_heads']))}, {attention}, stem stride {c['stem_stride']}"
+    if "channels" in c:  # ResNet
+        return (
+            f"BasicBlock ResNet, blocks {'-'.join(map(str, c['layers']))}, channels {'-'.join(map(str, c['channels']))}, "
+            f"stem width {c['stem_width']}, stem stride {c['stem_stride']}"
+        )
+    return ", ".join(f"{k}={v}" for k, v in c.items())
+
+
+def attention_check(model: nn.Module, image_size: int, batch: int = 4, seed: int = 0) -> list[dict[str, Any]]:
+    """What every attention module of ``model`` does in one training step at ``image_size``.
+
+    A small model must still be the model: its attention must see more than one key, and every
+    attention parameter must learn. One forward with the maps captured gives each module's
+    queries ``N`` and keys ``N'``; one forward/backward of the cross-entropy on random images and
+    labels, on the training path (fused attention where the model uses it), gives the gradient
+    norm of each of its parameters (q, kv, sr, sr_norm, transform_conv, proj, ...).
+    Returns one record per module: ``{"module", "queries", "keys", "params", "min_grad_norm"}``.
+    """
+    import torch
+
+    from .layers import Attention, capture_attention
+
+    generator = torch.Generator().manual_seed(seed)
+    in_chans = getattr(model.config, "in_chans", 3)
+    images = torch.randn(batch, in_chans, image_size, image_size, generator=generator)
+    labels = torch.randint(0, model.num_classes, (batch,), generator=generator)
+    was_training = model.training
+    model.train()
+    with torch.no_grad(), capture_attention(model) as maps:
+        model(images)
+    model.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(images), labels).backward()
+    records = []
+    for name, module in model.named_modules():
+        if not isinstance(module, Attention):
+            continue
+        grads = {pname: (0.0 if p.grad is None else float(p.grad.norm())) for pname, p in module.named_parameters()}
+        shape = maps[name]["attn"].shape  # (B, heads, N, N')
+        records.append(
+            {
+                "module": name,
+                "queries": int(shape[-2]),
+                "keys": int(shape[-1]),
+                "params": sorted(grads),
+                "min_grad_norm": min(grads.values()),
+                "zero_grad_params": sorted(k for k, v in grads.items() if v == 0.0),
+            }
+        )
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return records
 
 
 def load_splits(
     dataset: str = "synthetic", profile: Profile | None = None, download: bool = False
-) -> tuple[Dataset, Dataset]:
-    """Train and validation sets of ``dataset`` sized by the profile (real data: subsets when smaller).
+) -> tuple[Dataset, Dataset, Dataset]:
+    """Train, validation and test sets of ``dataset`` sized by the profile.
 
-    The synthetic dataset is generated at the profile's ``data_difficulty`` (``ci``: easy).
+    Every choice (learning rate, epochs, difficulty) is made on the validation split; the tables
+    and verdicts read the test split only. The synthetic dataset is generated at the profile's
+    ``data_difficulty``; real data holds validation out of its published training split and tests
+    on its published test split (:func:`tnt_rest_lite.data.build_dataset`).
     """
     p = profile or get_profile()
     kwargs = dict(seed=0, download=download, difficulty=p.data_difficulty)
-    train_set = build_dataset(dataset, "train", p.image_size, num_samples=p.train_samples, **kwargs)
-    val_set = build_dataset(dataset, "val", p.image_size, num_samples=p.val_samples, **kwargs)
-    return train_set, val_set
+    sizes = {"train": p.train_samples, "val": p.val_samples, "test": p.test_samples}
+    train_set, val_set, test_set = (
+        build_dataset(dataset, split, p.image_size, num_samples=n, **kwargs) for split, n in sizes.items()
+    )
+    return train_set, val_set, test_set
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -136,20 +226,40 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return mean, (statistics.stdev(values) if len(values) > 1 else None)
 
 
+def weights_path(prefix: str, name: str, seed: int, profile: Profile | None = None) -> Path:
+    """Where the trained weights of ``name`` (seed ``seed``) of table ``prefix`` are kept.
+
+    ``checkpoints/<profile>/<prefix>_<name>_seed<seed>.pt`` in the repository (ignored by git;
+    ``$TNT_REST_CHECKPOINTS`` moves it): the figure chapters load the trained models from there.
+    """
+    from .results import _repo_root
+
+    p = profile or get_profile()
+    root = Path(os.environ.get(CHECKPOINTS_ENV_VAR) or ((_repo_root() or Path.cwd()) / "checkpoints"))
+    return root / p.name / f"{prefix}_{name}_seed{seed}.pt"
+
+
 def run_model(
     name: str,
     recipe_name: str,
     train_set: Dataset,
     val_set: Dataset,
+    test_set: Dataset,
     profile: Profile | None = None,
     seeds: list[int] | None = None,
     progress: bool = True,
+    table: str | None = None,
+    save_weights: str | None = None,
 ) -> dict[str, Any]:
     """Train ``name`` with recipe ``recipe_name`` once per seed; return a JSON-ready summary.
 
-    The summary holds per-seed top-1/top-5, their mean and std, parameters, training throughput,
-    wall time, the model's config and the recipe, and every run's history (for the curves).
-    Seeds change the initialisation, data order and augmentation; the dataset stays the same.
+    Each seed trains on ``train_set`` with the validation curve on ``val_set``, then is evaluated
+    once on ``test_set``. The summary holds per-seed ``val_top1`` / ``test_top1`` (and top-5)
+    lists, the test means and standard deviations, parameters, training throughput, wall time,
+    the model's config and the recipe, and every run's history (for the curves). Seeds change the
+    initialisation, data order and augmentation; the datasets stay the same. ``table`` applies the
+    profile's recipe settings for that table; with ``save_weights`` (a table prefix) each seed's
+    final weights are written atomically to :func:`weights_path`.
     """
     p = profile or get_profile()
     seeds = list(range(p.num_seeds)) if seeds is None else seeds
@@ -158,35 +268,49 @@ def run_model(
     for seed in seeds:
         seed_everything(seed)
         model = build_model(name, classes, p.image_size, p)
-        config = dataclasses.replace(recipe(recipe_name, p, seed), progress=progress)
+        config = dataclasses.replace(recipe(recipe_name, p, seed, table), progress=progress)
         result = train(model, train_set, val_set, config, desc=f"{name} seed {seed}")
-        runs.append((model, result))
-    top1 = [r.metrics["top1"] for _, r in runs]
-    top5 = [r.metrics["top5"] for _, r in runs]
-    (top1_mean, top1_std), (top5_mean, top5_std) = mean_std(top1), mean_std(top5)
-    model, first = runs[0]
-    return {
+        test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
+        if save_weights is not None:
+            save_checkpoint(weights_path(save_weights, name, seed, p), {"model": model.state_dict()})
+        runs.append((model, result, test))
+    model, first, _ = runs[0]
+    summary: dict[str, Any] = {
         "model": name,
         "recipe": recipe_name,
         "seeds": seeds,
-        "top1": top1,
-        "top5": top5,
-        "top1_mean": top1_mean,
-        "top1_std": top1_std,
-        "top5_mean": top5_mean,
-        "top5_std": top5_std,
-        "chance_top1": 100.0 / classes,
-        "params": first.num_params,
-        "train_images_per_s": statistics.fmean(r.train_images_per_s for _, r in runs),
-        "wall_time_s": [r.wall_time_s for _, r in runs],
-        "image_size": p.image_size,
-        "data_difficulty": getattr(train_set, "difficulty", None),  # synthetic data only
-        "train_samples": len(train_set),
-        "val_samples": len(val_set),
-        "model_config": model_config(model),
-        "train_config": first.config,
-        "histories": [r.history for _, r in runs],
+        "val_top1": [r.metrics["top1"] for _, r, _ in runs],
+        "val_top5": [r.metrics["top5"] for _, r, _ in runs],
+        "test_top1": [t["top1"] for _, _, t in runs],
+        "test_top5": [t["top5"] for _, _, t in runs],
     }
+    for key in ("test_top1", "test_top5", "val_top1"):
+        summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std(summary[key])
+    summary.update(
+        {
+            "chance_top1": 100.0 / classes,
+            "params": first.num_params,
+            "train_images_per_s": statistics.fmean(r.train_images_per_s for _, r, _ in runs),
+            "wall_time_s": [r.wall_time_s for _, r, _ in runs],
+            "image_size": p.image_size,
+            "data_difficulty": getattr(train_set, "difficulty", None),  # synthetic data only
+            "train_samples": len(train_set),
+            "val_samples": len(val_set),
+            "test_samples": len(test_set),
+            "model_config": model_config(model),
+            "description": describe_config(name, model_config(model)),
+            "train_config": first.config,
+            "histories": [r.history for _, r, _ in runs],
+        }
+    )
+    return summary
+
+
+def _eval_batches(dataset: Dataset, config: TrainConfig) -> Any:
+    from .engine import _val_loader, distributed_info
+
+    info = distributed_info(config.device)
+    return _val_loader(dataset, config.eval_batch_size or 2 * config.batch_size, info, config.num_workers)
 
 
 def format_mean_std(mean: float, std: float | None, digits: int = 1) -> str:
@@ -194,3 +318,222 @@ def format_mean_std(mean: float, std: float | None, digits: int = 1) -> str:
     if std is None or math.isnan(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The tables of notebooks 04-06: one spec each, one function that runs any of them
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A published ordering: ``better`` beats ``worse`` in top-1 (our model names)."""
+
+    better: str
+    worse: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One regenerated accuracy table: which models, which recipe, which published claims.
+
+    ``paper_keys`` maps each of our models to its row in ``reference_table`` (the name of a table
+    of :mod:`tnt_rest_lite.reference`); ``extra_reference`` adds rows from ``reference.MODELS``.
+    """
+
+    prefix: str  # results-store prefix and checkpoint prefix, e.g. "tnt_table1"
+    title: str
+    recipe: str
+    models: tuple[str, ...]
+    labels: Mapping[str, str]
+    paper_keys: Mapping[str, str]
+    reference_table: str
+    claims: tuple[Claim, ...]
+    extra_reference: tuple[str, ...] = ()
+    source: str = ""
+
+    def reference(self) -> dict[str, dict[str, float]]:
+        """The published rows this table is compared with."""
+        from . import reference
+
+        rows = dict(getattr(reference, self.reference_table))
+        rows.update({key: reference.MODELS[key] for key in self.extra_reference})
+        return rows
+
+
+TABLES: dict[str, TableSpec] = {
+    "tnt_table1": TableSpec(
+        prefix="tnt_table1",
+        title="TNT supplement, Table 1: SE in TNT (and TNT against DeiT)",
+        recipe="deit",
+        models=("tnt_s_mini", "tnt_s_se_mini", "deit_s_mini"),
+        labels={"tnt_s_mini": "TNT-S (small)", "tnt_s_se_mini": "TNT-S + SE (small)", "deit_s_mini": "DeiT-S (small)"},
+        paper_keys={"tnt_s_mini": "tnt_s", "tnt_s_se_mini": "tnt_s_se", "deit_s_mini": "deit_s"},
+        reference_table="TNT_TABLE1",
+        extra_reference=("deit_s",),
+        claims=(Claim("tnt_s_se_mini", "tnt_s_mini"), Claim("tnt_s_mini", "deit_s_mini")),
+        source="TNT supplement Table 1 (TNT-S, TNT-S + SE); DeiT paper (DeiT-S top-1, no top-5 published)",
+    ),
+    "rest_table1": TableSpec(
+        prefix="rest_table1",
+        title="ResT supplement, Table 1: EMSA against MSA",
+        recipe="deit",
+        models=("rest_lite_msa_mini", "rest_lite_mini"),
+        labels={"rest_lite_msa_mini": "ResT-Lite, MSA (small)", "rest_lite_mini": "ResT-Lite, EMSA (small)"},
+        paper_keys={"rest_lite_msa_mini": "rest_lite_msa", "rest_lite_mini": "rest_lite"},
+        reference_table="REST_TABLE1",
+        claims=(Claim("rest_lite_mini", "rest_lite_msa_mini"),),
+        source="ResT supplement Table 1 (ImageNet, 224 px)",
+    ),
+    "rest_ablation": TableSpec(
+        prefix="rest_ablation",
+        title="ResT supplement A.4: ResT-Lite against ResNet-18 under the ResNet recipe",
+        recipe="resnet",
+        models=("rest_lite_mini", "resnet18_mini"),
+        labels={"rest_lite_mini": "ResT-Lite (small)", "resnet18_mini": "ResNet-18 (small)"},
+        paper_keys={"rest_lite_mini": "rest_lite", "resnet18_mini": "resnet18"},
+        reference_table="REST_ABLATION",
+        claims=(Claim("rest_lite_mini", "resnet18_mini"),),
+        source="ResT supplement A.4 (ImageNet, 224 px; top-1 only)",
+    ),
+}
+
+
+def table_spec(name: str) -> TableSpec:
+    """The spec of table ``name``; an unknown name lists the known ones."""
+    if name not in TABLES:
+        raise ValueError(f"Unknown table '{name}'; expected one of {', '.join(TABLES)}")
+    return TABLES[name]
+
+
+def run_table(
+    name: str,
+    dataset: str = "synthetic",
+    download: bool = False,
+    profile: Profile | None = None,
+    splits: tuple[Dataset, Dataset, Dataset] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every model of table ``name``, store everything, and return the regenerated table.
+
+    For each model: :func:`run_model` over the profile's seeds (weights kept for the figure
+    chapters), its summary saved as ``<prefix>_<model>`` with provenance. Then the curves figure
+    (``<prefix>_curves``: every seed's validation curve), the table read back from the results
+    store (``<prefix>``) and one verdict per published claim (``<prefix>_verdicts``, structured
+    records, see :func:`tnt_rest_lite.tables.verdict`). Returns ``{"spec", "summaries",
+    "provenance", "headers", "rows", "verdicts", "figure"}``.
+    """
+    import time
+
+    from . import results
+    from .engine import plot_history
+    from .tables import accuracy_rows, load_runs, verdict
+
+    spec = table_spec(name)
+    p = profile or get_profile()
+    train_set, val_set, test_set = splits if splits is not None else load_splits(dataset, p, download=download)
+    for name_ in spec.models:
+        start = time.perf_counter()
+        summary = run_model(
+            name_,
+            spec.recipe,
+            train_set,
+            val_set,
+            test_set,
+            p,
+            progress=progress,
+            table=spec.prefix,
+            save_weights=spec.prefix,
+        )
+        results.save_json(
+            f"{spec.prefix}_{name_}",
+            summary,
+            seed=summary["seeds"],
+            wall_time_s=time.perf_counter() - start,
+            dataset=dataset,
+        )
+    # everything below reads the results store back: the table can be rebuilt without retraining
+    summaries, provenance = load_runs(spec.prefix, spec.models)
+    figure = plot_history(
+        {
+            f"{spec.labels[m]} s{seed}": history
+            for m, s in summaries.items()
+            for seed, history in zip(s["seeds"], s["histories"], strict=True)
+        },
+        title=f"{spec.title}: validation curves, every seed",
+    )
+    results.save_figure(figure, f"{spec.prefix}_curves", seed=summaries[spec.models[0]]["seeds"])
+    headers, rows = accuracy_rows(summaries, spec.reference(), spec.labels, spec.paper_keys)
+    results.save_json(
+        spec.prefix,
+        {"headers": headers, "rows": rows, "dataset": dataset, "source": spec.source},
+        seed=summaries[spec.models[0]]["seeds"],
+    )
+    reference_rows = spec.reference()
+    verdicts = [
+        verdict(
+            _claim_text(spec, claim, reference_rows),
+            claim.better,
+            claim.worse,
+            summaries[claim.better],
+            summaries[claim.worse],
+        )
+        for claim in spec.claims
+    ]
+    results.save_json(f"{spec.prefix}_verdicts", verdicts, seed=summaries[spec.models[0]]["seeds"])
+    return {
+        "spec": spec,
+        "summaries": summaries,
+        "provenance": provenance,
+        "headers": headers,
+        "rows": rows,
+        "verdicts": verdicts,
+        "figure": figure,
+    }
+
+
+def describe_table(name: str, profile: Profile | None = None, dataset: str = "synthetic", classes: int = 20) -> str:
+    """Markdown that says what table ``name`` trains in ``profile``: data, recipe, seeds, every model.
+
+    Generated from the profile, the recipe and the models' own configs, so the chapter's text and
+    the run cannot disagree.
+    """
+    from .complexity import count_params
+    from .tables import markdown_table
+
+    spec, p = table_spec(name), profile or get_profile()
+    config = recipe(spec.recipe, p, 0, spec.prefix)
+    data = f"`{dataset}`" + (f" at difficulty `{p.data_difficulty}`" if dataset == "synthetic" else "")
+    schedule = (
+        f"cosine after {config.warmup_epochs:g} warm-up epoch(s)"
+        if config.schedule == "cosine"
+        else f"x{config.step_rate:g} every {config.step_epochs:g} epochs"
+    )
+    lines = [
+        f"**Profile `{p.name}`**: {p.description}.",
+        "",
+        f"* **Data**: {data}, {p.image_size} px, {p.train_samples:,} training / {p.val_samples:,} validation / "
+        f"{p.test_samples:,} test images (synthetic: the sizes; real data: at most these), {classes} classes, "
+        f"chance {100 / classes:.0f} %. Every choice was made on validation; the table reads test only.",
+        f"* **Recipe `{spec.recipe}`**: {config.optimizer}, lr {config.lr:g}, batch {config.batch_size}, "
+        f"{config.epochs} epochs ({config.epochs * (p.train_samples // config.batch_size):,} steps), {schedule}, "
+        f"weight decay {config.weight_decay:g}, label smoothing {config.label_smoothing:g}"
+        + (", mixup/cutmix" if config.mixup_alpha or config.cutmix_alpha else "")
+        + f"; **{p.num_seeds} seed(s)** per model.",
+        "",
+    ]
+    rows = []
+    for model in spec.models:
+        net = build_model(model, classes, p.image_size, p)
+        rows.append(
+            [spec.labels[model], f"`{model}`", f"{count_params(net):,}", describe_config(model, model_config(net))]
+        )
+    lines.append(markdown_table(["model", "name", "parameters", "configuration"], rows))
+    return "\n".join(lines)
+
+
+def _claim_text(spec: TableSpec, claim: Claim, reference_rows: Mapping[str, Mapping[str, float]]) -> str:
+    """``"TNT-S + SE (small) beats TNT-S (small) (paper: 81.7 vs 81.5 top-1)"``, from the reference data."""
+    better = reference_rows[spec.paper_keys[claim.better]]["top1"]
+    worse = reference_rows[spec.paper_keys[claim.worse]]["top1"]
+    return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} (paper: {better} vs {worse} top-1)"

@@ -1,5 +1,5 @@
 """Imports every architecture module so that their entry points are registered."""
 
-from . import deit, rest, tnt  # noqa: F401
+from . import deit, resnet, rest, tnt  # noqa: F401
 
-__all__ = ["deit", "rest", "tnt"]
+__all__ = ["deit", "resnet", "rest", "tnt"]

@@ -1,6 +1,8 @@
 """Run profiles: one switch, ``TNT_REST_PROFILE``, decides how big every run is.
 
-``ci``     2 CPU cores, each notebook within 3 minutes; small images, small models, few images.
+``ci``     CI's smoke run: 2 CPU cores, each notebook within 3 minutes, one seed (verdicts undecided).
+``cpu``    the book's run when no GPU is lent: 2 CPU cores, 3 seeds, each training notebook within
+           45 minutes; the committed outputs of the book come from it.
 ``colab``  one T4/L4-class GPU, each notebook within 25 minutes.
 ``full``   one A100/H100-class GPU, the largest runs we offer.
 
@@ -28,62 +30,104 @@ class Profile:
     name: str
     description: str
     image_size: int  # side of the images the trained (small-scale) models see
-    train_samples: int  # training-set size of the synthetic dataset
-    val_samples: int  # validation-set size
+    train_samples: int  # training-set size (distinct generated images for the synthetic dataset)
+    val_samples: int  # validation-set size: every choice (rate, epochs, difficulty) is made on it
+    test_samples: int  # held-out test-set size: tables and verdicts read this split only
     epochs: int
     batch_size: int
-    num_seeds: int  # seeds per trained model (mean and std are reported when > 1)
+    num_seeds: int  # seeds per trained model (verdicts need at least 2; the book shows 3)
     figure_images: int  # how many images a figure shows
     diversity_images: int  # images averaged for the ResT head-diversity figure
     bench_repeats: int  # timed repeats of a throughput benchmark (median is reported)
     bench_batch: int  # batch size of throughput benchmarks
     num_workers: int  # DataLoader workers
-    # config overrides of the small models trained in this profile (ci shrinks them to fit 2 CPU cores)
+    # config overrides of the small models trained in this profile (e.g. the stem stride that keeps
+    # ResT's stage maps 16-8-4-2 tokens wide at this image size); the registered *_mini configs are
+    # the 32 px ones
     model_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # recipe settings of one table (keys: experiments.TABLES names; values: "epochs", "batch_size",
+    # "lr") where its models need another budget than the profile's default, chosen on validation
+    table_recipe: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     train_mixup: bool = False  # mixup/cutmix in the DeiT recipe: only long runs profit from it
-    train_budget_s: float | None = None  # training + evaluation budget of one model (one seed), checked by train_bench
-    # clutter level of the synthetic dataset (data.DIFFICULTIES): ci trains for a few CPU minutes, too
-    # short to learn the standard level, so it uses "easy"; colab and full use the book's "standard"
+    # wall-time budget of one training notebook (all its models and seeds), checked by train_bench
+    notebook_budget_s: float | None = None
+    # clutter level of the synthetic dataset (data.DIFFICULTIES), chosen on the validation split
     data_difficulty: str = "standard"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def epochs_for(self, table: str | None) -> int:
+        """Epochs of the models of ``table`` (its ``table_recipe`` where set, else ``epochs``)."""
+        return int(self.table_recipe.get(table or "", {}).get("epochs", self.epochs))
 
-# ci's TNT: 8x8 patches (4x4 pixel tokens each), outer width 96, inner 12, 4 blocks
-_CI_TNT = dict(patch_size=8, outer_dim=96, inner_dim=12, depth=4, outer_heads=3, inner_heads=2)
+    def batch_size_for(self, table: str | None) -> int:
+        """Batch size of the models of ``table`` (its ``table_recipe`` where set, else ``batch_size``)."""
+        return int(self.table_recipe.get(table or "", {}).get("batch_size", self.batch_size))
+
+
+# At 64 px the ViTs use the papers' own patch geometry (16 px patches, TNT's pixel stride 4 gives
+# 4x4 pixel tokens from the 7x7 stride-4 conv) and the convolutional stems their 224 px stride 4: every stage map is as wide
+# as at 32 px with the 32 px settings of the registered *_mini configs.
+_FULL_OVERRIDES: dict[str, dict[str, Any]] = {
+    "deit_s_mini": {"patch_size": 16},
+    "tnt_s_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
+    "tnt_s_se_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
+    "rest_lite_mini": {"stem_stride": 4},
+    "rest_lite_msa_mini": {"stem_stride": 4},
+    "resnet18_mini": {"stem_stride": 4},
+}
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
         name="ci",
-        description="2 CPU cores; every notebook within 3 minutes",
+        description="CI's smoke run on 2 CPU cores: every notebook within 3 minutes, one seed",
         image_size=32,
-        train_samples=4096,
+        train_samples=2048,
         val_samples=512,
+        test_samples=512,
         epochs=4,
-        batch_size=32,  # 512 optimizer steps in 4 epochs: short runs learn more from more, smaller steps
+        batch_size=32,  # 256 optimizer steps in 4 epochs: short runs learn more from more, smaller steps
         num_seeds=1,
         figure_images=2,
         diversity_images=8,
         bench_repeats=3,
         bench_batch=8,
         num_workers=0,
-        model_overrides={
-            # 8x8 patches (a 4x4 grid; TNT: 4x4 pixel tokens per patch), width 96, 4 blocks
-            "deit_s_mini": {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3},
-            "tnt_s_mini": _CI_TNT,
-            "tnt_s_se_mini": _CI_TNT,
-        },
-        train_budget_s=60.0,
+        notebook_budget_s=180.0,
+        data_difficulty="easy",
+    ),
+    "cpu": Profile(
+        name="cpu",
+        description="the book's run on 2 CPU cores (no GPU): 3 seeds, each training notebook within 45 minutes",
+        image_size=32,
+        train_samples=24576,
+        val_samples=2048,
+        test_samples=2048,
+        epochs=5,
+        # recipe_search_tnt_s_mini (validation): batch 32 learnt no more per image than 128 and runs
+        # slower, and a higher rate at batch 32 learnt less; 128 at the recipe's 1e-3 takes the most images
+        batch_size=128,
+        num_seeds=3,
+        figure_images=6,
+        diversity_images=64,
+        bench_repeats=5,
+        bench_batch=16,
+        num_workers=0,
+        # ResT costs about twice TNT's time per image on this CPU: its two tables train for 2 epochs, at
+        # batch 64 (more steps per image than 128)
+        table_recipe={"rest_table1": {"epochs": 2, "batch_size": 64}, "rest_ablation": {"epochs": 2, "batch_size": 64}},
+        notebook_budget_s=45 * 60.0,
         data_difficulty="easy",
     ),
     "colab": Profile(
         name="colab",
         description="one T4/L4-class GPU; every notebook within 25 minutes",
         image_size=32,
-        train_samples=10000,
-        val_samples=4000,
-        epochs=20,
+        train_samples=50000,
+        val_samples=5000,
+        test_samples=5000,
+        epochs=15,
         batch_size=128,
         num_seeds=3,
         figure_images=6,
@@ -91,6 +135,8 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=10,
         bench_batch=64,
         num_workers=2,
+        notebook_budget_s=25 * 60.0,
+        data_difficulty="easy",
     ),
     "full": Profile(
         name="full",
@@ -98,7 +144,8 @@ PROFILES: dict[str, Profile] = {
         image_size=64,
         train_samples=100000,
         val_samples=10000,
-        epochs=100,
+        test_samples=10000,
+        epochs=60,
         batch_size=256,
         num_seeds=3,
         figure_images=6,
@@ -106,7 +153,9 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=20,
         bench_batch=128,
         num_workers=8,
+        model_overrides=_FULL_OVERRIDES,
         train_mixup=True,
+        data_difficulty="standard",
     ),
 }
 

@@ -42,6 +42,7 @@ __all__ = [
     "check_rest_image",
     "paper_convention_flops",
     "MIN_IMAGE_SIZE",
+    "attention_geometry",
     "rest_lite",
     "rest_lite_msa",
     "rest_small",
@@ -68,18 +69,21 @@ class ResTConfig:
     qkv_bias: bool = True
     head_transform: bool = True  # EMSA's 1x1 conv + IN across heads (False: plain MSA)
     stage_norm: bool = False  # LayerNorm on the outputs of stages 1-3 (dense prediction, supp. Table 2)
+    # output stride of the stem: 4 as published (224 px -> 56x56 tokens); 2 for small images, so a
+    # 32 px image gives stage maps 16-8-4-2 tokens wide and every EMSA stage keeps >= 2x2 keys
+    stem_stride: int = 4
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
 
 
-def check_rest_image(x: torch.Tensor, in_chans: int) -> None:
-    """Raise a clear error unless ``x`` is ``(B, in_chans, H, W)`` with ``H, W >= 32``."""
+def check_rest_image(x: torch.Tensor, in_chans: int, min_size: int = MIN_IMAGE_SIZE) -> None:
+    """Raise a clear error unless ``x`` is ``(B, in_chans, H, W)`` with ``H, W >= min_size``."""
     if x.ndim != 4 or x.shape[1] != in_chans:
         raise ValueError(f"ResT expects images of shape (B, {in_chans}, H, W), got {tuple(x.shape)}")
-    if min(x.shape[-2:]) < MIN_IMAGE_SIZE:
+    if min(x.shape[-2:]) < min_size:
         raise ValueError(
-            f"ResT needs images of at least {MIN_IMAGE_SIZE}x{MIN_IMAGE_SIZE} pixels (output stride 32), "
+            f"ResT needs images of at least {min_size}x{min_size} pixels (output stride {min_size}), "
             f"got {x.shape[-2]}x{x.shape[-1]}"
         )
 
@@ -109,16 +113,19 @@ class Stem(nn.Module):
 
     ``in_chans -> out/2`` (BN, ReLU) ``-> out/2`` (BN, ReLU) ``-> out``; the convolutions have no
     bias because a BatchNorm follows (or, for ``conv3``, PA's own convolution has one).
+    ``stride=2`` (small images) makes ``conv3`` stride 1; the weights keep their shapes.
     """
 
-    def __init__(self, in_chans: int, out_dim: int) -> None:
+    def __init__(self, in_chans: int, out_dim: int, stride: int = 4) -> None:
         super().__init__()
+        if stride not in (2, 4):
+            raise ValueError(f"the ResT stem has output stride 4 (as published) or 2 (small images), got {stride}")
         hidden = out_dim // 2
         self.conv1 = nn.Conv2d(in_chans, hidden, kernel_size=3, stride=2, padding=1, bias=False)
         self.norm1 = nn.BatchNorm2d(hidden)
         self.conv2 = nn.Conv2d(hidden, hidden, kernel_size=3, stride=1, padding=1, bias=False)
         self.norm2 = nn.BatchNorm2d(hidden)
-        self.conv3 = nn.Conv2d(hidden, out_dim, kernel_size=3, stride=2, padding=1, bias=False)
+        self.conv3 = nn.Conv2d(hidden, out_dim, kernel_size=3, stride=stride // 2, padding=1, bias=False)
         self.act = nn.ReLU()
         self.pos = PA(out_dim)
 
@@ -160,7 +167,7 @@ class ResT(nn.Module):
                 raise ValueError(f"ResT has four stages: {field} needs 4 values, got {getattr(c, field)}")
         self.num_classes = c.num_classes
         dims = c.embed_dims
-        self.stem = Stem(c.in_chans, dims[0])
+        self.stem = Stem(c.in_chans, dims[0], c.stem_stride)
         total = sum(c.depths)
         rates = [c.drop_path_rate * i / max(total - 1, 1) for i in range(total)]  # deeper blocks drop more
         for i in range(4):
@@ -196,7 +203,7 @@ class ResT(nn.Module):
         Stage 4 ends with the final LayerNorm; stages 1-3 get their own LayerNorm when the model
         was built with ``stage_norm=True`` (the "w LN" setting of the supplement's Table 2).
         """
-        check_rest_image(x, self.config.in_chans)
+        check_rest_image(x, self.config.in_chans, MIN_IMAGE_SIZE * self.config.stem_stride // 4)
         outputs = []
         x = self.stem(x)
         for i in range(1, 5):
@@ -294,8 +301,63 @@ def paper_convention_flops(
     return counts
 
 
+def attention_geometry(model: ResT, image_size: int | tuple[int, int] = 224) -> list[dict[str, int]]:
+    """What every stage's attention sees at ``image_size``: tokens ``N``, keys ``N'``, their ratio.
+
+    Read from the tensors of one forward pass (hooks on the first block of each stage), not from a
+    formula: ``{"stage", "map", "tokens", "keys", "ratio", "heads", "score_elements"}`` per stage,
+    where ``map`` is the side of the stage's token map, ``ratio = N / N'`` (the published ResT-Lite
+    at 224 px: 64, 16, 4, 1) and ``score_elements = N * N'``, the size of one head's score map
+    (the map EMSA's head transform convolves and normalises).
+    """
+    h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
+    rows: list[dict[str, int]] = []
+    tokens: dict[int, tuple[int, int]] = {}
+
+    def make_hooks(stage: int, attn: Attention) -> tuple[Any, Any]:
+        def pre(m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            size = kwargs.get("size", args[1] if len(args) > 1 else None)
+            tokens[stage] = (args[0].shape[1], size[0])
+
+        def kv(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            n, side = tokens[stage]
+            keys = inputs[0].shape[1]
+            rows.append(
+                dict(
+                    stage=stage,
+                    map=side,
+                    tokens=n,
+                    keys=keys,
+                    ratio=n // keys,
+                    heads=attn.num_heads,
+                    score_elements=n * keys,
+                )
+            )
+
+        return pre, kv
+
+    handles = []
+    for i in range(1, 5):
+        attn = getattr(model, f"stage{i}")[0].attn
+        pre, kv = make_hooks(i, attn)
+        handles += [attn.register_forward_pre_hook(pre, with_kwargs=True), attn.kv.register_forward_hook(kv)]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.config.in_chans, h, w))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return rows
+
+
 _MSA = {"sr_ratios": (1, 1, 1, 1), "head_transform": False}
-_MINI = {"embed_dims": (32, 64, 128, 256), "depths": (1, 1, 1, 1), "num_classes": 10}
+# ResT-Lite at half width (depths 2-2-2-2 as published) for 32 px images: the stride-2 stem gives
+# stage maps 16-8-4-2 tokens wide, so with s = 8-4-2-1 every stage attends over 2x2 keys and keeps
+# the published N/N' = 64-16-4-1 (at 224 px: 56-28-14-7 tokens, 7x7 keys per stage)
+_MINI = {"embed_dims": (32, 64, 128, 256), "depths": (2, 2, 2, 2), "stem_stride": 2, "num_classes": 20}
 
 
 @register_model
@@ -330,7 +392,7 @@ def rest_large(**overrides: Any) -> ResT:
 
 @register_model
 def rest_lite_mini(**overrides: Any) -> ResT:
-    """ResT-Lite scaled down for 32-64 px training runs: dims 32-64-128-256, one block per stage, 10 classes."""
+    """ResT-Lite at half width for 32 px images: dims 32-64-128-256, depths 2-2-2-2, stem stride 2, 20 classes."""
     return ResT(configure(configure(ResTConfig(), _MINI), overrides))
 
 

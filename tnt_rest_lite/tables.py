@@ -13,10 +13,17 @@ from typing import Any
 
 from .experiments import format_mean_std
 
-__all__ = ["markdown_table", "accuracy_rows", "trend_verdict", "load_runs", "NEAR_CHANCE_POINTS"]
-
-# Within this many points of chance a model has learnt (almost) nothing: comparisons say nothing.
-NEAR_CHANCE_POINTS = 5.0
+__all__ = [
+    "markdown_table",
+    "accuracy_rows",
+    "load_runs",
+    "welch_interval",
+    "verdict",
+    "verdict_sentence",
+    "verdict_rows",
+    "VERDICTS",
+    "CONFIDENCE",
+]
 
 
 def load_runs(prefix: str, names: Sequence[str]) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -57,6 +64,8 @@ def accuracy_rows(
 ) -> tuple[list[str], list[list[str]]]:
     """Headers and rows: model | params | top-1 ours | paper | diff | top-5 ours | paper | diff | img/s.
 
+    Ours are the test split's (mean ± std over the seeds).
+
     Args:
         summaries: ``run_model`` summaries by our model name.
         reference: published numbers by paper key (``reference.TNT_TABLE1`` ...).
@@ -66,10 +75,10 @@ def accuracy_rows(
     headers = [
         "model",
         "params (ours)",
-        "top-1 ours",
+        "test top-1 ours",
         "top-1 paper",
         "Δ top-1",
-        "top-5 ours",
+        "test top-5 ours",
         "top-5 paper",
         "Δ top-5",
         "train img/s",
@@ -82,39 +91,118 @@ def accuracy_rows(
             [
                 labels.get(name, name),
                 f"{s['params'] / 1e6:.2f}M",
-                format_mean_std(s["top1_mean"], s["top1_std"]),
+                format_mean_std(s["test_top1_mean"], s["test_top1_std"]),
                 "–" if top1_paper is None else f"{top1_paper:.2f}",
-                _difference(s["top1_mean"], top1_paper),
-                format_mean_std(s["top5_mean"], s["top5_std"]),
+                _difference(s["test_top1_mean"], top1_paper),
+                format_mean_std(s["test_top5_mean"], s["test_top5_std"]),
                 "–" if top5_paper is None else f"{top5_paper:.2f}",
-                _difference(s["top5_mean"], top5_paper),
+                _difference(s["test_top5_mean"], top5_paper),
                 f"{s['train_images_per_s']:.0f}",
             ]
         )
     return headers, rows
 
 
-def trend_verdict(claim: str, better: Mapping[str, Any], worse: Mapping[str, Any]) -> str:
-    """Does ``better`` beat ``worse`` in top-1 at our scale, as the paper claims? One sentence.
+VERDICTS = ("holds", "reversed", "undecided", "not testable")
+CONFIDENCE = 0.95
 
-    With several seeds, a difference counts only beyond two standard errors of the difference of
-    the means; with one seed there is no spread to judge it by, and the sentence says so. Both
-    models within :data:`NEAR_CHANCE_POINTS` of chance: the comparison is uninformative.
+
+def welch_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """Difference of means ``mean(a) - mean(b)`` and its Welch-t confidence interval.
+
+    Welch's t does not assume equal variances: the standard error is ``sqrt(s_a^2/n_a + s_b^2/n_b)``
+    and the degrees of freedom come from the Welch-Satterthwaite equation. Both samples need at
+    least two values. Returns ``(diff, low, high)``; with zero spread in both the interval is the
+    point ``(diff, diff)``.
     """
-    diff = better["top1_mean"] - worse["top1_mean"]
-    chance = better.get("chance_top1", 0.0)
-    if max(better["top1_mean"], worse["top1_mean"]) < chance + NEAR_CHANCE_POINTS:
-        return (
-            f"{claim}: **not testable at this scale**: both models are within {NEAR_CHANCE_POINTS:.0f} points of "
-            f"chance ({chance:.1f}%), so the difference ({diff:+.1f} points) is noise."
-        )
-    n_a, n_b = len(better["top1"]), len(worse["top1"])
-    if n_a > 1 and n_b > 1:
-        se = math.sqrt(better["top1_std"] ** 2 / n_a + worse["top1_std"] ** 2 / n_b)
-        if diff > 2 * se:
-            return f"{claim}: **holds** at our scale ({diff:+.1f} points, more than twice the standard error {se:.1f})."
-        if diff < -2 * se:
-            return f"{claim}: **reversed** at our scale ({diff:+.1f} points, beyond twice the standard error {se:.1f})."
-        return f"{claim}: **not resolved** at our scale ({diff:+.1f} points, within twice the standard error {se:.1f})."
-    verdict = "holds" if diff > 0 else "does not hold"
-    return f"{claim}: **{verdict}** in our single-seed run ({diff:+.1f} points; one seed gives no spread to judge this by)."
+    from scipy import stats
+
+    n_a, n_b = len(a), len(b)
+    if n_a < 2 or n_b < 2:
+        raise ValueError(f"Welch's interval needs at least 2 values per sample, got {n_a} and {n_b}")
+    mean_a, mean_b = sum(a) / n_a, sum(b) / n_b
+    var_a = sum((x - mean_a) ** 2 for x in a) / (n_a - 1)
+    var_b = sum((x - mean_b) ** 2 for x in b) / (n_b - 1)
+    diff = mean_a - mean_b
+    se2 = var_a / n_a + var_b / n_b
+    if se2 == 0:
+        return diff, diff, diff
+    df = se2**2 / ((var_a / n_a) ** 2 / (n_a - 1) + (var_b / n_b) ** 2 / (n_b - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * math.sqrt(se2)
+    return diff, diff - half, diff + half
+
+
+def verdict(
+    claim: str, better: str, worse: str, better_summary: Mapping[str, Any], worse_summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Does ``better`` beat ``worse`` in test top-1 at our scale, as the paper claims? A record.
+
+    From the seeds' test top-1 (``summary["test_top1"]``): the difference of the means and its
+    95 % Welch-t interval, and one of :data:`VERDICTS`:
+
+    * ``not testable``: either model below twice chance (it has learnt too little to compare);
+    * ``holds``: the interval lies above 0; ``reversed``: below 0;
+    * ``undecided``: the interval spans 0, or one seed gives no interval (``"one seed: not decided"``).
+
+    The record has the keys ``claim, better, worse, diff, ci_low, ci_high, n_seeds, verdict`` (plus
+    ``better_top1, worse_top1, chance_top1, confidence, method, note``); :func:`verdict_sentence`
+    renders it.
+    """
+    a, b = list(better_summary["test_top1"]), list(worse_summary["test_top1"])
+    chance = float(better_summary.get("chance_top1", 0.0))
+    diff = sum(a) / len(a) - sum(b) / len(b)
+    low = high = None
+    note = ""
+    if min(sum(a) / len(a), sum(b) / len(b)) < 2 * chance:
+        outcome = "not testable"
+        note = f"a model is below twice chance ({2 * chance:.0f} %)"
+    elif min(len(a), len(b)) < 2:
+        outcome = "undecided"
+        note = "one seed: not decided"
+    else:
+        diff, low, high = welch_interval(a, b)
+        outcome = "holds" if low > 0 else "reversed" if high < 0 else "undecided"
+        if outcome == "undecided":
+            note = "the interval spans 0"
+    return {
+        "claim": claim,
+        "better": better,
+        "worse": worse,
+        "diff": diff,
+        "ci_low": low,
+        "ci_high": high,
+        "n_seeds": min(len(a), len(b)),
+        "verdict": outcome,
+        "better_top1": a,
+        "worse_top1": b,
+        "chance_top1": chance,
+        "confidence": CONFIDENCE,
+        "method": "Welch's t on the seeds' test top-1",
+        "note": note,
+    }
+
+
+def verdict_sentence(record: Mapping[str, Any]) -> str:
+    """The sentence a chapter prints for a :func:`verdict` record (markdown)."""
+    diff = f"{record['diff']:+.1f} points"
+    if record["ci_low"] is not None:
+        interval = f", {record['confidence']:.0%} CI [{record['ci_low']:+.1f}, {record['ci_high']:+.1f}]"
+    else:
+        interval = ""
+    note = f"; {record['note']}" if record.get("note") else ""
+    return (
+        f"{record['claim']}: **{record['verdict']}** at our scale "
+        f"({diff}{interval}, {record['n_seeds']} seed{'s' if record['n_seeds'] != 1 else ''} each, test split{note})."
+    )
+
+
+def verdict_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows of a verdict table: claim | seeds | difference | 95 % CI | verdict."""
+    headers = ["claim", "seeds", "Δ test top-1 (points)", "95 % CI (Welch)", "verdict"]
+    rows = []
+    for r in records:
+        interval = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
+        rows.append([r["claim"], str(r["n_seeds"]), f"{r['diff']:+.1f}", interval, f"**{r['verdict']}**"])
+    return headers, rows

@@ -379,16 +379,17 @@ def complexity_breakdown(model: TNT, report: FlopReport | None = None) -> dict[s
     return out
 
 
-# Small configs for 32-64 px inputs: the TNT counterpart of deit_s_mini (outer width 192,
-# 6 blocks, 3 heads, 4x4 patches), with the full-scale ratio inner_dim = outer_dim / 16 and
-# 2x2 pixel tokens per patch (a 3x3, stride-2 conv on each 4x4 patch).
+# TNT-S scaled for 32 px images with the full model's proportions: outer width 96 (a quarter of
+# 384) and inner width outer/16 = 6 (TNT-S: 384/24), 8x8 patches (a 4x4 grid), each cut into 4x4
+# pixel tokens by a 3x3 stride-2 conv (TNT-S: 7x7 stride 4 on 16x16 patches), 4 blocks.
+# Parameters: 500k against deit_s_mini's 470k, +6.5 % (TNT-S vs DeiT-S: +7.8 %).
 _MINI = dict(
     img_size=32,
-    patch_size=4,
-    num_classes=10,
-    outer_dim=192,
-    inner_dim=12,
-    depth=6,
+    patch_size=8,
+    num_classes=20,
+    outer_dim=96,
+    inner_dim=6,
+    depth=4,
     outer_heads=3,
     inner_heads=2,
     pixel_kernel=3,
@@ -416,7 +417,7 @@ def tnt_b(**overrides: Any) -> TNT:
 
 @register_model
 def tnt_s_mini(**overrides: Any) -> TNT:
-    """TNT-S scaled down for 32-64 px inputs: 4x4 patches of 2x2 pixels, outer 192 / inner 12, 6 blocks."""
+    """TNT-S scaled for 32 px images: 8x8 patches of 4x4 pixel tokens, outer 96 / inner 6, 4 blocks, 20 classes."""
     return TNT(configure(TNTConfig(**_MINI), overrides))
 
 

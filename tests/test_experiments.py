@@ -1,0 +1,216 @@
+"""The small-scale experiments: faithful small models in every profile, verdicts, splits, the fast data path."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from tnt_rest_lite import create_model
+from tnt_rest_lite.complexity import count_params
+from tnt_rest_lite.data import SyntheticShapes, build_dataset
+from tnt_rest_lite.engine import TrainConfig, _train_loader, _val_loader, distributed_info, train
+from tnt_rest_lite.experiments import TABLES, attention_check, build_model, recipe, run_table
+from tnt_rest_lite.profiles import PROFILES
+from tnt_rest_lite.rest import attention_geometry
+from tnt_rest_lite.tables import VERDICTS, verdict, verdict_rows, verdict_sentence, welch_interval
+
+TRAINED = sorted({(model, spec.recipe) for spec in TABLES.values() for model in spec.models})
+
+
+# ---- every trained model is still the model, at every profile's image size ------------------
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("model", sorted({m for m, _ in TRAINED}))
+def test_every_attention_attends_and_learns(profile: str, model: str) -> None:
+    p = PROFILES[profile]
+    net = build_model(model, 20, p.image_size, p)
+    records = attention_check(net, p.image_size, batch=2)
+    if model.startswith("resnet"):
+        assert records == []  # no attention: nothing to check
+        return
+    assert records, f"{model} has no attention modules"
+    for r in records:
+        assert r["keys"] >= 4, f"{profile}/{model}/{r['module']} attends over {r['keys']} key(s)"
+        assert r["zero_grad_params"] == [] and r["min_grad_norm"] > 0, f"{profile}/{model}/{r['module']}: {r}"
+        expected = {"q.weight", "kv.weight", "proj.weight", "proj.bias"}
+        assert expected <= set(r["params"])
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_emsa_keeps_the_published_reduction_per_stage(profile: str) -> None:
+    p = PROFILES[profile]
+    full = attention_geometry(create_model("rest_lite"), 224)
+    small = attention_geometry(build_model("rest_lite_mini", 20, p.image_size, p), p.image_size)
+    assert [f["ratio"] for f in full] == [64, 16, 4, 1] and [f["keys"] for f in full] == [49] * 4
+    assert [s["ratio"] for s in small] == [64, 16, 4, 1]
+    assert all(s["keys"] >= 4 for s in small)
+    # the head transform (stages 2-4) convolves and normalises maps of more than one element
+    assert all(s["score_elements"] > 1 for s in small if s["heads"] > 1)
+
+
+def test_the_check_catches_the_degenerate_emsa() -> None:
+    # the old small config: a stride-4 stem at 32 px leaves stages 2-4 one key, and no gradient
+    records = attention_check(create_model("rest_lite_mini", stem_stride=4), 32, batch=2)
+    assert min(r["keys"] for r in records) == 1
+    stuck = [r for r in records if r["zero_grad_params"]]
+    assert stuck and all({"q.weight", "kv.weight", "sr.weight"} & set(r["zero_grad_params"]) for r in stuck[:2])
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_compared_models_keep_the_papers_size_relation(profile: str) -> None:
+    p = PROFILES[profile]
+    n = {
+        m: count_params(build_model(m, 20, p.image_size, p))
+        for m in ("tnt_s_mini", "deit_s_mini", "rest_lite_mini", "resnet18_mini")
+    }
+    assert abs(n["tnt_s_mini"] / n["deit_s_mini"] - 1) <= 0.10
+    assert abs(n["resnet18_mini"] / n["rest_lite_mini"] - 1) <= 0.15
+    # both ResT and ResNet reach their four stages at the same widths in every profile
+    stride = {m: build_model(m, 20, p.image_size, p).config.stem_stride for m in ("rest_lite_mini", "resnet18_mini")}
+    assert stride["rest_lite_mini"] == stride["resnet18_mini"] == p.image_size // 16
+
+
+def test_resnet_stem_adaptation() -> None:
+    small, published = create_model("resnet18_mini").eval(), create_model("resnet18_mini", stem_stride=4).eval()
+    x = torch.randn(1, 3, 32, 32)
+    assert small.forward_features(x).shape[-1] == 2 and published.forward_features(x).shape[-1] == 1
+    with pytest.raises(ValueError, match="output stride 4 .* or 2"):
+        create_model("resnet18_mini", stem_stride=3)
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+def test_every_profile_trains_every_table_model_one_step(profile: str) -> None:
+    """colab and full cannot run here: one step of each of their models and recipes, on CPU."""
+    p = PROFILES[profile]
+    for model, recipe_name in TRAINED:
+        config = dataclasses.replace(recipe(recipe_name, p, 0), epochs=1, progress=False, num_workers=0)
+        batch = min(config.batch_size, 32)  # one step at the recipe's settings, a smaller batch
+        config = dataclasses.replace(config, batch_size=batch, eval_batch_size=4)
+        data = SyntheticShapes(batch, p.image_size, "train", difficulty=p.data_difficulty)
+        val = SyntheticShapes(4, p.image_size, "val", difficulty=p.data_difficulty)
+        net = build_model(model, 20, p.image_size, p)
+        result = train(net, data, val, config)
+        assert math.isfinite(result.history["train_loss"][0]), (profile, model)
+
+
+# ---- verdicts ---------------------------------------------------------------------------------
+
+
+def _s(values: list[float]) -> dict:
+    return {"test_top1": values, "chance_top1": 5.0}
+
+
+def test_verdicts_on_hand_made_seeds() -> None:
+    holds = verdict("A beats B", "a", "b", _s([60.0, 61.0, 62.0]), _s([50.0, 51.0, 52.0]))
+    assert holds["verdict"] == "holds" and holds["ci_low"] > 0 and holds["diff"] == pytest.approx(10.0)
+    reversed_ = verdict("A beats B", "a", "b", _s([50.0, 51.0, 52.0]), _s([60.0, 61.0, 62.0]))
+    assert reversed_["verdict"] == "reversed" and reversed_["ci_high"] < 0
+    undecided = verdict("A beats B", "a", "b", _s([50.0, 55.0, 60.0]), _s([49.0, 54.0, 59.0]))
+    assert undecided["verdict"] == "undecided" and undecided["ci_low"] < 0 < undecided["ci_high"]
+    one_seed = verdict("A beats B", "a", "b", _s([40.0]), _s([30.0]))
+    assert (
+        one_seed["verdict"] == "undecided"
+        and one_seed["ci_low"] is None
+        and one_seed["note"] == "one seed: not decided"
+    )
+    near_chance = verdict("A beats B", "a", "b", _s([30.0, 31.0, 32.0]), _s([8.0, 9.0, 9.5]))
+    assert near_chance["verdict"] == "not testable"  # B below twice chance, however large the gap
+    for record in (holds, reversed_, undecided, one_seed, near_chance):
+        assert set(record) >= {"claim", "better", "worse", "diff", "ci_low", "ci_high", "n_seeds", "verdict"}
+        assert record["verdict"] in VERDICTS
+        assert f"**{record['verdict']}**" in verdict_sentence(record)
+    headers, rows = verdict_rows([holds, one_seed])
+    assert rows[0][3].startswith("[+") and rows[1][3] == "–"
+
+
+def test_welch_interval_matches_scipy() -> None:
+    from scipy import stats
+
+    a, b = [71.2, 73.9, 72.4, 70.8], [69.1, 70.0, 72.5]
+    diff, low, high = welch_interval(a, b)
+    reference = stats.ttest_ind(a, b, equal_var=False).confidence_interval(0.95)
+    assert (low, high) == pytest.approx((reference.low, reference.high))
+    assert diff == pytest.approx(sum(a) / 4 - sum(b) / 3)
+    assert welch_interval([5.0, 5.0], [3.0, 3.0]) == (2.0, 2.0, 2.0)  # no spread: a point
+    with pytest.raises(ValueError, match="at least 2 values"):
+        welch_interval([1.0], [2.0, 3.0])
+
+
+def test_run_table_stores_structured_verdicts(tmp_path, monkeypatch) -> None:
+    from tnt_rest_lite import results
+
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path / "results"))
+    monkeypatch.setenv("TNT_REST_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    p = dataclasses.replace(PROFILES["ci"], num_seeds=2, epochs=1, batch_size=8)
+    splits = tuple(
+        SyntheticShapes(n, 32, split, difficulty="easy") for split, n in (("train", 16), ("val", 8), ("test", 8))
+    )
+    table = run_table("rest_ablation", profile=p, splits=splits, progress=False)
+    stored = results.load_json("rest_ablation_verdicts")["data"]
+    assert (
+        stored == table["verdicts"]
+        and stored[0]["n_seeds"] == 2
+        and stored[0]["claim"].startswith("ResT-Lite (small) beats")
+    )
+    for model in ("rest_lite_mini", "resnet18_mini"):
+        summary = results.load_json(f"rest_ablation_{model}")["data"]
+        assert len(summary["test_top1"]) == len(summary["val_top1"]) == 2 and summary["test_samples"] == 8
+        for seed in (0, 1):
+            weights = tmp_path / "checkpoints" / "ci" / f"rest_ablation_{model}_seed{seed}.pt"
+            state = torch.load(weights, weights_only=True)["model"]
+            create_model(model).load_state_dict(state)  # the figure chapters can load them back
+    assert (tmp_path / "results" / "ci" / "rest_ablation_curves.png").is_file()
+    with pytest.raises(ValueError, match="Unknown table 'tnt_table9'.*tnt_table1, rest_table1, rest_ablation"):
+        run_table("tnt_table9", profile=p, splits=splits)
+
+
+# ---- splits and the fast data path ---------------------------------------------------------------
+
+
+def test_three_synthetic_splits_are_different_images() -> None:
+    images = [SyntheticShapes(4, 32, split).raw(0)["image"] for split in ("train", "val", "test")]
+    assert not (images[0] == images[1]).all() and not (images[1] == images[2]).all()
+
+
+def test_image_folder_holds_validation_out_of_train(tmp_path) -> None:
+    from PIL import Image
+
+    for split, count in (("train", 20), ("val", 6)):
+        for cls in ("a", "b"):
+            folder = tmp_path / split / cls
+            folder.mkdir(parents=True)
+            for i in range(count // 2):
+                Image.new("RGB", (40, 40), (i * 10, 0, 0)).save(folder / f"{i}.png")
+    name = f"imagefolder:{tmp_path}"
+    train_set, val_set, test_set = (build_dataset(name, s, 32) for s in ("train", "val", "test"))
+    assert (len(train_set), len(val_set), len(test_set)) == (18, 2, 6)  # 10 % of train/ held out as val
+    train_files = {train_set.dataset.samples[i][0] for i in train_set.indices}
+    val_files = {val_set.dataset.samples[i][0] for i in val_set.indices}
+    assert not train_files & val_files and all("/train/" in f for f in val_files)
+    assert all("/val/" in f for f, _ in test_set.samples)  # the published split is the test split
+
+
+def test_fast_batches_equal_the_dataloader() -> None:
+    data = SyntheticShapes(40, 32, "train")
+    config = TrainConfig(batch_size=8, seed=3)
+    info = distributed_info("cpu")
+
+    class PerSample(torch.utils.data.Dataset):
+        classes = data.classes
+
+        def __len__(self) -> int:
+            return len(data)
+
+        def __getitem__(self, i: int) -> dict:
+            return data[i]
+
+    fast, slow = list(_train_loader(data, config, 2, info)), list(_train_loader(PerSample(), config, 2, info))
+    assert len(fast) == len(slow) == 5
+    for a, b in zip(fast, slow, strict=True):
+        assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+    val_fast = list(_val_loader(data, 16, info))
+    assert [len(b["label"]) for b in val_fast] == [16, 16, 8]  # every sample once, the last batch short

@@ -1,0 +1,65 @@
+"""ResNet-18, the baseline of ResT's ablation (supplement A.4), adapted to small images as ResT is.
+
+The network is timm's ``ResNet`` with ``BasicBlock`` and two blocks per stage (ResNet-18); only
+two things change for the small-scale runs, and both change ResT the same way:
+
+* **width**: channels 32-64-128-256 and a 32-wide stem, half of ResNet-18's 64-128-256-512, as
+  ``rest_lite_mini`` halves ResT-Lite's 64-128-256-512. The two keep the published size relation
+  (ResNet-18 / ResT-Lite: 11.7M / 10.5M = 1.11; here 2.82M / 2.52M = 1.12 with 20 classes);
+* **stem stride**: ResNet's stem downsamples 4x (a stride-2 7x7 conv and a stride-2 max-pool) as
+  ResT's does (two stride-2 3x3 convs). For 32 px images both stems downsample 2x instead
+  (``stem_stride=2``: the max-pool is dropped here, ResT's third conv gets stride 1 there), so a
+  32 px image reaches both networks' four stages as 16, 8, 4 and 2 pixels wide, as a 64 px image
+  does with the published stems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from .registry import configure, register_model
+
+__all__ = ["ResNetConfig", "build_resnet", "resnet18_mini"]
+
+
+@dataclass(frozen=True)
+class ResNetConfig:
+    """A timm ResNet with BasicBlocks; defaults: ResNet-18 at half width for 32 px images."""
+
+    in_chans: int = 3
+    num_classes: int = 20
+    layers: tuple[int, int, int, int] = (2, 2, 2, 2)  # blocks per stage (ResNet-18)
+    channels: tuple[int, int, int, int] = (32, 64, 128, 256)  # ResNet-18: 64-128-256-512
+    stem_width: int = 32  # ResNet-18: 64
+    stem_stride: int = 2  # 4 as published (conv + max-pool); 2 drops the max-pool
+
+
+def build_resnet(config: ResNetConfig) -> nn.Module:
+    """timm's ``ResNet`` from ``config``; the config is kept as ``model.config``."""
+    from timm.models.resnet import BasicBlock, ResNet
+
+    if config.stem_stride not in (2, 4):
+        raise ValueError(
+            f"the ResNet stem has output stride 4 (as published) or 2 (small images), got {config.stem_stride}"
+        )
+    model = ResNet(
+        BasicBlock,
+        list(config.layers),
+        num_classes=config.num_classes,
+        in_chans=config.in_chans,
+        channels=config.channels,
+        stem_width=config.stem_width,
+    )
+    if config.stem_stride == 2:
+        model.maxpool = nn.Identity()  # the stride-2 conv alone: output stride 2 before stage 1
+    model.config = config
+    return model
+
+
+@register_model
+def resnet18_mini(**overrides: Any) -> nn.Module:
+    """ResNet-18 (timm) at half width with a stride-2 stem for 32 px images: channels 32-64-128-256, 20 classes."""
+    return build_resnet(configure(ResNetConfig(), overrides))
