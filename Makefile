@@ -43,7 +43,7 @@ unit: install
 # temporary folder so a test run never overwrites the committed results/ of a real run.
 notebooks: install
 	results=$$(mktemp -d) && TNT_REST_PROFILE=ci TNT_REST_RESULTS=$$results \
-		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider notebooks
+		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider --durations=0 notebooks
 
 html: install
 	$(BIN)/jupyter-book build . -W --keep-going

@@ -208,7 +208,7 @@ def test_deit_rejects_wrong_image_size() -> None:
         create_model("deit_s_mini", img_size=30)
 
 
-PRETRAINED = [name for name in list_models() if model_info(name).timm_pretrained]
+PRETRAINED = [name for name in list_models() if model_info(name).pretrained_source]
 
 
 @pytest.mark.parametrize("name", PRETRAINED)
@@ -218,14 +218,15 @@ def test_pretrained_offline_is_clear_error(name: str) -> None:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode != 0
-    assert f"Could not download the pretrained weights of '{name}'" in proc.stderr
-    assert model_info(name).timm_pretrained in proc.stderr and "pretrained=False" in proc.stderr
+    assert f"Could not fetch the pretrained weights of '{name}'" in proc.stderr
+    assert model_info(name).pretrained_source in proc.stderr and "pretrained=False" in proc.stderr
 
 
 def test_models_with_published_weights() -> None:
-    assert {"deit_s", "tnt_s", "tnt_b"} <= set(PRETRAINED)
-    assert model_info("deit_s").timm_pretrained == "deit_small_patch16_224.fb_in1k"
-    assert model_info("tnt_s").timm_pretrained == "tnt_s_patch16_224.in1k"
+    assert set(PRETRAINED) == {"deit_s", "tnt_s", "tnt_b"}
+    assert model_info("deit_s").pretrained_source == "timm/deit_small_patch16_224.fb_in1k"
+    assert model_info("tnt_s").pretrained_source == "timm/tnt_s_patch16_224.in1k"
+    assert model_info("tnt_b").pretrained_source == "timm/tnt_b_patch16_224.in1k"
 
 
 def test_pretrained_needs_published_weights() -> None:

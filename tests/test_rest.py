@@ -249,7 +249,7 @@ def test_stage_shapes_for_odd_and_non_square_sizes(size: tuple[int, int], mini: 
         return n
 
     with torch.no_grad():
-        stages = model.forward_stages(torch.randn(2, 3, *size))
+        stages = model.forward_intermediates(torch.randn(2, 3, *size), intermediates_only=True)
         logits = model(torch.randn(2, 3, *size))
     for i, (out, dim) in enumerate(zip(stages, (32, 64, 128, 256), strict=True)):
         assert out.shape == (2, dim, down(size[0], i + 2), down(size[1], i + 2))
@@ -260,7 +260,7 @@ def test_stride_2_stem_halves_once_less() -> None:
     model = create_model("rest_lite_mini").eval()  # stem stride 2: for 32 px images
     assert model.config.stem_stride == 2 and model.stem.conv3.stride == (1, 1)
     with torch.no_grad():
-        stages = model.forward_stages(torch.randn(1, 3, 32, 32))
+        stages = model.forward_intermediates(torch.randn(1, 3, 32, 32), intermediates_only=True)
     assert [s.shape[-1] for s in stages] == [16, 8, 4, 2]  # a 64 px image's widths under the published stem
     with pytest.raises(ValueError, match="at least 16x16"):
         model(torch.randn(1, 3, 15, 32))
@@ -295,7 +295,8 @@ def test_stage_norm_option_adds_a_layernorm_per_stage_output() -> None:
     normed.load_state_dict({**plain.state_dict(), **{k: normed.state_dict()[k] for k in extra}})
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
-        a, b = plain.forward_stages(x), normed.forward_stages(x)
+        a = plain.forward_intermediates(x, intermediates_only=True)
+        b = normed.forward_intermediates(x, intermediates_only=True)
     # as in the authors' detection backbone the normalised map also feeds the next stage,
     # so only stage 1 can be compared directly
     torch.testing.assert_close(b[0], F.layer_norm(a[0].permute(0, 2, 3, 1), (32,)).permute(0, 3, 1, 2))

@@ -126,25 +126,27 @@ def test_forward_intermediates_shapes() -> None:
     model = create_model("tnt_s_mini").eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        maps = model.forward_intermediates(x, indices=(1, 2, 3))
+        final, maps = model.forward_intermediates(x, indices=(1, 2, 3))
         feats = model.forward_features(x)
-    assert [m.shape for m in maps] == [(2, 96, 4, 4)] * 3
+        tokens = model.forward_intermediates(x, indices=[-1], output_fmt="NLC", intermediates_only=True)
+    assert [m.shape for m in maps] == [(2, 96, 4, 4)] * 3 and tokens[0].shape == (2, 16, 96)
     # the last map is the last block's patch tokens (before the final norm), in grid layout
     with torch.no_grad():
         pixels, patches = model.embed(x)
         for block in model.blocks:
             pixels, patches = block(pixels, patches)
     assert torch.allclose(maps[-1].flatten(2).transpose(1, 2), patches[:, 1:])
-    assert torch.allclose(model.norm(patches), feats)
-    with pytest.raises(ValueError, match=r"indices must be block numbers in 0..3"):
+    assert torch.allclose(tokens[0], patches[:, 1:])
+    assert torch.allclose(model.norm(patches), feats) and torch.allclose(final, feats)
+    with pytest.raises(AssertionError, match="out of range"):
         model.forward_intermediates(x, indices=(4,))
 
 
 def test_forward_intermediates_tnt_s_detection_blocks() -> None:
     model = create_model("tnt_s", img_size=64).eval()  # TNT-S widths on a 4x4 patch grid
     with torch.no_grad():
-        maps = model.forward_intermediates(torch.randn(1, 3, 64, 64))  # blocks 3, 6, 9, 12
-    assert [m.shape for m in maps] == [(1, 384, 4, 4)] * 4
+        maps = model.forward_intermediates(torch.randn(1, 3, 64, 64), indices=(2, 5, 8, 11), intermediates_only=True)
+    assert [m.shape for m in maps] == [(1, 384, 4, 4)] * 4  # blocks 3, 6, 9, 12 (TNT supplement, section 3)
 
 
 def test_attention_goes_through_the_shared_module() -> None:
@@ -284,27 +286,29 @@ def test_unknown_override_is_clear_error() -> None:
         create_model("tnt_s", embed_dim=10)
 
 
-def test_pretrained_path_converts_timm_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Stand in for the hub: the pretrained path must ask timm for the right tagged model and load
-    # its state dict into ours (what happens on Colab), keeping our own head for other class counts.
-    original = timm.create_model
+@pytest.mark.parametrize(("ours", "theirs"), [("tnt_s", "tnt_s_patch16_224"), ("deit_s", "deit_small_patch16_224")])
+def test_pretrained_path_converts_timm_weights(monkeypatch: pytest.MonkeyPatch, ours: str, theirs: str) -> None:
+    # Stand in for the hub: timm's builder must ask it for the entry's published weights and our
+    # checkpoint filter must convert them (what happens on Colab), keeping our own head for other
+    # class counts; through both timm.create_model and ours.
+    import timm.models._builder as builder
+
     asked: list[str] = []
-    served: list[torch.nn.Module] = []
+    source = timm.create_model(theirs, pretrained=False)
+    _perturb(source)
 
-    def fake_hub(name: str, pretrained: bool = False, **kwargs: object) -> torch.nn.Module:
-        asked.append(name)
-        source = original(name.split(".")[0], pretrained=False, **kwargs)
-        _perturb(source)
-        served.append(source)
-        return source
+    def fake_hub(hub_id: str, *args: object, **kwargs: object) -> dict:
+        asked.append(hub_id)
+        return {k: v.clone() for k, v in source.state_dict().items()}
 
-    monkeypatch.setattr(timm, "create_model", fake_hub)
-    model = create_model("tnt_s", pretrained=True, num_classes=10)
-    assert asked == ["tnt_s_patch16_224.in1k"]
-    converted = TNT.convert_timm_state_dict(served[0].state_dict())
-    ours = model.state_dict()
-    assert ours["head.weight"].shape == (10, 384)
-    assert all(torch.equal(ours[k], v) for k, v in converted.items() if not k.startswith("head."))
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", fake_hub)
+    expected = type(create_model(ours)).convert_timm_state_dict(source.state_dict())
+    for model in (create_model(ours, pretrained=True, num_classes=10), timm.create_model(ours, pretrained=True)):
+        state = model.state_dict()
+        assert all(torch.equal(state[k], v) for k, v in expected.items() if not k.startswith("head."))
+    assert asked == [f"timm/{theirs}.{'in1k' if ours.startswith('tnt') else 'fb_in1k'}"] * 2
+    assert state["head.weight"].shape[0] == 1000 and torch.equal(state["head.weight"], expected["head.weight"])
+    assert create_model(ours, pretrained=True, num_classes=10).head.weight.shape[0] == 10
 
 
 def test_no_published_weights_for_se() -> None:

@@ -2,8 +2,9 @@
 
 A 16x16 convolutional patch embedding, a class token, a learned position embedding, then
 pre-norm transformer blocks (attention, MLP) and a linear head on the class token.
-Architecture of timm's ``deit_small_patch16_224``; its weights convert with
-:func:`tnt_rest_lite.weights.load_timm`.
+Architecture of timm's ``deit_small_patch16_224``; ``deit_s(pretrained=True)`` loads timm's
+published weights through :func:`checkpoint_filter_fn`, and :func:`tnt_rest_lite.weights.load_timm`
+converts any timm state dict of the same architecture.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from timm.models import generate_default_cfgs
 from torch import nn
 
+from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
+from .interface import ClassTokenModel, build, cfg
 from .layers import TransformerBlock, init_weights
-from .registry import configure, register_model
+from .registry import register_model
 
-__all__ = ["DeiTConfig", "PatchEmbed", "DeiT", "deit_s", "deit_s_mini", "check_image"]
+__all__ = ["DeiTConfig", "PatchEmbed", "DeiT", "deit_s", "deit_s_mini", "check_image", "checkpoint_filter_fn"]
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class DeiTConfig:
     patch_size: int = 16
     in_chans: int = 3
     num_classes: int = 1000
+    global_pool: str = "token"  # "token" (class token, as DeiT), "avg" (mean of the patches), "" (none)
     embed_dim: int = 384
     depth: int = 12
     num_heads: int = 6
@@ -36,6 +41,7 @@ class DeiTConfig:
     drop_path_rate: float = 0.0
 
 
+@torch.fx.wrap  # a shape check: fx (timm's feature extraction) keeps it as one leaf call
 def check_image(x: torch.Tensor, in_chans: int, img_size: int, model: str) -> None:
     """Raise a clear error unless ``x`` is ``(B, in_chans, img_size, img_size)``."""
     if x.ndim != 4 or x.shape[1] != in_chans or tuple(x.shape[-2:]) != (img_size, img_size):
@@ -60,13 +66,16 @@ class PatchEmbed(nn.Module):
         return self.proj(x).flatten(2).transpose(1, 2)  # (B, num_patches, embed_dim)
 
 
-class DeiT(nn.Module):
-    """Vision transformer with a class token (DeiT without the distillation token)."""
+class DeiT(ClassTokenModel):
+    """Vision transformer with a class token (DeiT without the distillation token).
+
+    timm's model interface (``forward_features``, ``forward_head``, ``forward_intermediates``,
+    ``reset_classifier``, ``feature_info``, ...) comes from :class:`ClassTokenModel`.
+    """
 
     def __init__(self, config: DeiTConfig) -> None:
         super().__init__()
         c = self.config = config
-        self.num_classes = c.num_classes
         self.patch_embed = PatchEmbed(c.img_size, c.patch_size, c.in_chans, c.embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, c.embed_dim))
@@ -87,25 +96,27 @@ class DeiT(nn.Module):
         )
         self.norm = nn.LayerNorm(c.embed_dim, eps=1e-6)
         self.head = nn.Linear(c.embed_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
+        self.init_interface(c.embed_dim, c.patch_size, self.patch_embed.grid_size)
         self.apply(init_weights)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens after the final norm: ``(B, 1 + num_patches, embed_dim)``."""
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Image -> tokens ``(B, 1 + num_patches, embed_dim)``: patches, class token, positions."""
         check_image(x, self.config.in_chans, self.config.img_size, "deit")
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        x = self.pos_drop(x + self.pos_embed)
-        for block in self.blocks:
-            x = block(x)
-        return self.norm(x)
+        return self.pos_drop(x + self.pos_embed)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x[:, 0])  # classify from the class token
+    def run_block(self, block: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        return block(tokens)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
+    def tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        return tokens
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token"}
 
     @staticmethod
     def convert_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -121,14 +132,57 @@ class DeiT(nn.Module):
         return out
 
 
-@register_model(timm_pretrained="deit_small_patch16_224.fb_in1k")
-def deit_s(**overrides: Any) -> DeiT:
-    """DeiT-S: 16x16 patches, width 384, 12 blocks, 6 heads (22.1M parameters)."""
-    return DeiT(configure(DeiTConfig(), overrides))
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DeiT) -> dict[str, torch.Tensor]:
+    """A published timm ViT/DeiT checkpoint -> our layout (timm's own filter first, then ours)."""
+    import timm
+    from timm.models.vision_transformer import checkpoint_filter_fn as timm_filter
+
+    c = model.config
+    with torch.device("meta"):  # shapes only: timm's filter resamples position embeddings by them
+        reference = timm.create_model(
+            "vit_small_patch16_224",
+            img_size=c.img_size,
+            patch_size=c.patch_size,
+            embed_dim=c.embed_dim,
+            depth=c.depth,
+            num_heads=c.num_heads,
+            num_classes=c.num_classes,
+        )
+    return DeiT.convert_timm_state_dict(timm_filter(state_dict, reference))
+
+
+_MINI_CFG = dict(
+    num_classes=20,
+    input_size=(3, 32, 32),
+    crop_pct=1.0,
+    interpolation="bilinear",
+    mean=SYNTHETIC_MEAN,
+    std=SYNTHETIC_STD,
+    license="mit",
+)
+default_cfgs = generate_default_cfgs(
+    {
+        "deit_s.fb_in1k": cfg(
+            hf_hub_id="timm/deit_small_patch16_224.fb_in1k",
+            crop_pct=0.875,
+            license="apache-2.0",
+            paper_ids="arXiv:2012.12877",
+            paper_name="Training data-efficient image transformers & distillation through attention",
+            origin_url="https://github.com/facebookresearch/deit",
+        ),
+        "deit_s_mini": cfg(**_MINI_CFG),
+    }
+)
 
 
 @register_model
-def deit_s_mini(**overrides: Any) -> DeiT:
+def deit_s(pretrained: bool = False, **kwargs: Any) -> DeiT:
+    """DeiT-S: 16x16 patches, width 384, 12 blocks, 6 heads (22.1M parameters)."""
+    return build(DeiT, DeiTConfig(), "deit_s", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
+
+
+@register_model
+def deit_s_mini(pretrained: bool = False, **kwargs: Any) -> DeiT:
     """DeiT-S scaled for 32 px images as :func:`tnt_s_mini` is: 8x8 patches (a 4x4 grid), width 96, 4 blocks, 3 heads."""
     base = DeiTConfig(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=20)
-    return DeiT(configure(base, overrides))
+    return build(DeiT, base, "deit_s_mini", pretrained, **kwargs)

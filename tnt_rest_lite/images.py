@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SAMPLE_IMAGES", "sample_image", "to_tensor", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["SAMPLE_IMAGES", "sample_image", "to_tensor", "model_input", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -59,3 +59,29 @@ def to_tensor(
     if normalize:
         x = (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
     return x
+
+
+def model_input(
+    image: np.ndarray, model: torch.nn.Module, crop_pct: float | None = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``image`` prepared as ``model`` expects it, by timm's data config of the model.
+
+    ``timm.data.resolve_model_data_config(model)`` gives the input size, interpolation and
+    normalisation of the model's ``pretrained_cfg`` (TNT: mean = std = 0.5; DeiT and ResT:
+    ImageNet's statistics); ``timm.data.create_transform`` builds the evaluation transform.
+    ``crop_pct=1.0`` (default) keeps the whole centre square, so a figure's patch grid covers
+    the photograph; ``None`` uses the model's own evaluation crop.
+
+    Returns ``(x, rgb)``: the normalised ``(1, 3, H, W)`` input and the same crop in [0, 1] for plotting.
+    """
+    from PIL import Image
+    from timm.data import create_transform, resolve_model_data_config
+    from torchvision import transforms as T
+
+    config = resolve_model_data_config(model)
+    if crop_pct is not None:
+        config["crop_pct"] = crop_pct
+    transform = create_transform(**config)
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    plain = T.Compose([t for t in transform.transforms if not isinstance(t, T.Normalize)])
+    return transform(pil)[None], plain(pil)[None]

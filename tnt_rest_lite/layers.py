@@ -21,7 +21,37 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Attention", "Mlp", "DropPath", "TransformerBlock", "capture_attention", "drop_path", "init_weights"]
+__all__ = [
+    "Attention",
+    "Mlp",
+    "DropPath",
+    "TransformerBlock",
+    "capture_attention",
+    "check_grid",
+    "drop_path",
+    "init_weights",
+    "instance_norm_scores",
+]
+
+
+@torch.fx.wrap  # a shape check: fx (timm's feature extraction) keeps it as one leaf call
+def check_grid(size: tuple[int, int], n: int) -> None:
+    """Raise unless the token grid ``size = (H, W)`` holds the ``n`` tokens given."""
+    if size[0] * size[1] != n:
+        raise ValueError(f"size={tuple(size)} does not match the {n} tokens given")
+
+
+@torch.fx.wrap  # branches on the map's shape: a leaf for fx
+def instance_norm_scores(probs: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """EMSA's InstanceNorm (no affine) of the soft-maxed scores ``(B, heads, N, N')``, per head and image.
+
+    With one query and one key (ResT's stage 4 at a 32 px image under the published stem) IN of a
+    single element is that element minus its own mean, i.e. zero; torch refuses a 1x1 plane, so
+    the result is written out.
+    """
+    if probs.shape[-2] * probs.shape[-1] > 1:
+        return F.instance_norm(probs, eps=eps)
+    return torch.zeros_like(probs)
 
 
 class Attention(nn.Module):
@@ -97,8 +127,7 @@ class Attention(nn.Module):
                 raise ValueError("Attention with sr_ratio > 1 needs size=(H, W) of the token grid")
             b, n, c = x.shape
             h, w = size
-            if h * w != n:
-                raise ValueError(f"size={size} does not match the {n} tokens given")
+            check_grid(size, n)
             grid = x.transpose(1, 2).reshape(b, c, h, w)
             x = self.sr_norm(self.sr(grid).flatten(2).transpose(1, 2))
         b, n_kv, _ = x.shape
@@ -119,13 +148,7 @@ class Attention(nn.Module):
             if self.head_transform:
                 mixed = self.transform_conv(scores)  # 1x1 conv: heads talk to each other
                 probs = mixed.softmax(dim=-1)
-                if probs.shape[-2] * probs.shape[-1] > 1:
-                    attn = self.transform_norm(probs)  # IN restores head diversity
-                else:
-                    # One query and one key (a 32 px image reaches ResT's stage 4 as 1x1): IN of a
-                    # single element is that element minus its own mean, i.e. zero. torch refuses a
-                    # 1x1 plane, so the result is written out.
-                    attn = torch.zeros_like(probs)
+                attn = instance_norm_scores(probs, self.transform_norm.eps)  # IN restores head diversity
             else:
                 mixed = scores
                 attn = scores.softmax(dim=-1)

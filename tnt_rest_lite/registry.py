@@ -1,8 +1,10 @@
 """Model registry: ``create_model(name)`` here, and ``timm.create_model(name)`` after import.
 
-Each architecture module decorates its entry points with :func:`register_model`. An entry point
-takes keyword overrides of its config and returns a randomly initialised model; pretrained
-weights are loaded here, by name, so every entry point stays a two-liner.
+Each architecture module decorates its entry points with :func:`register_model`, which records
+them here and in timm's registry (with the module's ``default_cfgs``, so timm knows each entry's
+``pretrained_cfg``). Every entry point builds through timm's ``build_model_with_cfg``
+(:func:`tnt_rest_lite.interface.build`), so pretrained weights, ``features_only`` and the other
+factory options behave the same through both doors.
 """
 
 from __future__ import annotations
@@ -25,8 +27,15 @@ class ModelInfo:
 
     name: str
     builder: Callable[..., nn.Module]
-    timm_pretrained: str | None  # timm model name whose pretrained weights convert into ours
     description: str
+
+    @property
+    def pretrained_source(self) -> str | None:
+        """Where ``pretrained=True`` fetches weights from (a Hugging Face hub id), or ``None``."""
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(self.name)
+        return None if cfg is None else (cfg.hf_hub_id or cfg.url or None)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -41,37 +50,13 @@ def configure(config: C, overrides: dict[str, Any]) -> C:
     return dataclasses.replace(config, **overrides)  # type: ignore[type-var]
 
 
-def register_model(fn: Callable[..., nn.Module] | None = None, *, timm_pretrained: str | None = None) -> Any:
-    """Register an entry point under its function name, here and in timm's registry."""
+def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Register an entry point ``fn(pretrained=False, **kwargs)`` under its name, here and in timm."""
+    from timm.models import register_model as timm_register
 
-    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        name = builder.__name__
-        doc = (builder.__doc__ or "").strip().splitlines()
-        _REGISTRY[name] = ModelInfo(name, builder, timm_pretrained, doc[0] if doc else "")
-        _register_with_timm(name, builder)
-        return builder
-
-    return decorate(fn) if fn is not None else decorate
-
-
-def _register_with_timm(name: str, builder: Callable[..., nn.Module]) -> None:
-    """Expose ``name`` to ``timm.create_model`` with timm's calling convention."""
-    try:
-        from timm.models import register_model as timm_register
-    except ImportError:  # timm is a dependency, but the registry itself does not need it
-        return
-
-    def entry(pretrained: bool = False, **kwargs: Any) -> nn.Module:
-        # timm passes its own factory options; our models take none of them.
-        for key in ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir"):
-            kwargs.pop(key, None)
-        return create_model(name, pretrained=pretrained, **kwargs)
-
-    entry.__name__ = name
-    entry.__qualname__ = name
-    entry.__module__ = builder.__module__
-    entry.__doc__ = builder.__doc__
-    timm_register(entry)
+    doc = (fn.__doc__ or "").strip().splitlines()
+    _REGISTRY[fn.__name__] = ModelInfo(fn.__name__, fn, doc[0] if doc else "")
+    return timm_register(fn)
 
 
 def list_models() -> list[str]:
@@ -88,21 +73,17 @@ def model_info(name: str) -> ModelInfo:
     return _REGISTRY[name]
 
 
-def create_model(name: str, pretrained: bool = False, **overrides: Any) -> nn.Module:
-    """Build a registered model.
+def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """Build a registered model (the same entry point ``timm.create_model(name)`` calls).
 
     Args:
         name: a name from :func:`list_models`.
-        pretrained: load published ImageNet weights (converted from timm); needs network access.
-        **overrides: config fields to change, e.g. ``num_classes=10`` or ``img_size=64``.
+        pretrained: load published ImageNet weights (timm's, converted); needs network access.
+        **kwargs: config fields to change (``num_classes=10``, ``img_size=64``, ``global_pool=''``)
+            and timm's factory options (``features_only=True``, ``out_indices``, ``feature_cls``,
+            ``pretrained_cfg_overlay``).
     """
-    info = model_info(name)
-    model = info.builder(**overrides)
-    if pretrained:
-        from .weights import load_pretrained
-
-        load_pretrained(model, info)
-    return model
+    return model_info(name).builder(pretrained=pretrained, **kwargs)
 
 
 def _import_model_modules() -> None:

@@ -18,9 +18,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from timm.models import generate_default_cfgs
 from torch import nn
 
-from .registry import configure, register_model
+from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
+from .interface import build, cfg
+from .registry import register_model
 
 __all__ = ["ResNetConfig", "build_resnet", "resnet18_mini"]
 
@@ -35,6 +38,7 @@ class ResNetConfig:
     channels: tuple[int, int, int, int] = (32, 64, 128, 256)  # ResNet-18: 64-128-256-512
     stem_width: int = 32  # ResNet-18: 64
     stem_stride: int = 2  # 4 as published (conv + max-pool); 2 drops the max-pool
+    global_pool: str = "avg"
 
 
 def build_resnet(config: ResNetConfig) -> nn.Module:
@@ -52,14 +56,35 @@ def build_resnet(config: ResNetConfig) -> nn.Module:
         in_chans=config.in_chans,
         channels=config.channels,
         stem_width=config.stem_width,
+        global_pool=config.global_pool,
     )
     if config.stem_stride == 2:
         model.maxpool = nn.Identity()  # the stride-2 conv alone: output stride 2 before stage 1
+        for info in model.feature_info[1:]:  # every stage after the stem now sits at half the stride
+            info["reduction"] //= 2
     model.config = config
     return model
 
 
+default_cfgs = generate_default_cfgs(
+    {
+        "resnet18_mini": cfg(
+            num_classes=20,
+            input_size=(3, 32, 32),
+            crop_pct=1.0,
+            interpolation="bilinear",
+            fixed_input_size=False,
+            mean=SYNTHETIC_MEAN,
+            std=SYNTHETIC_STD,
+            first_conv="conv1",
+            classifier="fc",
+            license="mit",
+        )
+    }
+)
+
+
 @register_model
-def resnet18_mini(**overrides: Any) -> nn.Module:
+def resnet18_mini(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-18 (timm) at half width with a stride-2 stem for 32 px images: channels 32-64-128-256, 20 classes."""
-    return build_resnet(configure(ResNetConfig(), overrides))
+    return build(build_resnet, ResNetConfig(), "resnet18_mini", pretrained, **kwargs)

@@ -23,13 +23,19 @@ Parameter names follow the authors' code (``stem.conv1``, ``stage1.0.attn.sr``,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import torch
+from timm.models import generate_default_cfgs
+from timm.models._features import feature_take_indices
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
+from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
+from .interface import build, cfg
 from .layers import Attention, TransformerBlock, init_weights
 from .registry import configure, register_model
 
@@ -61,6 +67,7 @@ class ResTConfig:
 
     in_chans: int = 3
     num_classes: int = 1000
+    global_pool: str = "avg"  # "avg" (mean of stage 4, as ResT) or "" (the unpooled map)
     embed_dims: tuple[int, int, int, int] = (64, 128, 256, 512)
     num_heads: tuple[int, int, int, int] = (1, 2, 4, 8)
     depths: tuple[int, int, int, int] = (2, 2, 2, 2)
@@ -77,6 +84,7 @@ class ResTConfig:
     drop_path_rate: float = 0.0
 
 
+@torch.fx.wrap  # a shape check: fx (timm's feature extraction) keeps it as one leaf call
 def check_rest_image(x: torch.Tensor, in_chans: int, min_size: int = MIN_IMAGE_SIZE) -> None:
     """Raise a clear error unless ``x`` is ``(B, in_chans, H, W)`` with ``H, W >= min_size``."""
     if x.ndim != 4 or x.shape[1] != in_chans:
@@ -156,6 +164,17 @@ def _to_map(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], *size)  # (B, H*W, C) -> (B, C, H, W)
 
 
+class StageOutput(nn.Module):
+    """A stage's tokens as the map the next stage and a neck see (no parameters).
+
+    A module, not a function, so that fx feature extraction (``feature_cls="fx"``) can name each
+    stage's output map ``stage{i}_out`` in ``feature_info``.
+    """
+
+    def forward(self, tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return _to_map(tokens, size)
+
+
 class ResT(nn.Module):
     """ResT: convolutional stem, four EMSA stages joined by stride-2 patch embeddings, linear head."""
 
@@ -190,46 +209,123 @@ class ResT(nn.Module):
                 for j in range(c.depths[i])
             )
             setattr(self, f"stage{i + 1}", blocks)
+            setattr(self, f"stage{i + 1}_out", StageOutput())
             if c.stage_norm and i < 3:
                 # stage 4 already ends with the final `norm`; names as in the authors' detection code
                 setattr(self, f"norm{i + 1}", nn.LayerNorm(dims[i]))
         self.norm = nn.LayerNorm(dims[3])
         self.head = nn.Linear(dims[3], c.num_classes) if c.num_classes > 0 else nn.Identity()
+        if c.global_pool not in ("avg", ""):
+            raise ValueError(f"ResT pools with 'avg' or '' (none), got '{c.global_pool}'")
+        self.global_pool = c.global_pool
+        self.num_features = self.head_hidden_size = dims[3]
+        self.num_stages = 4
+        self.grad_checkpointing = False
+        self.feature_info = [
+            dict(num_chs=dims[i], reduction=c.stem_stride * 2**i, module=f"stage{i + 1}_out") for i in range(4)
+        ]
         self.apply(partial(init_weights, conv=True))
 
-    def forward_stages(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The four stage outputs as maps ``(B, C_i, H_i, W_i)`` at strides 4, 8, 16, 32.
+    # -- timm's model interface ----------------------------------------------------------------
 
-        Stage 4 ends with the final LayerNorm; stages 1-3 get their own LayerNorm when the model
-        was built with ``stage_norm=True`` (the "w LN" setting of the supplement's Table 2).
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | tuple[int, ...] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Stage outputs (timm's convention: ``indices`` of the four stages), and the final features.
+
+        Each stage output is what the next stage and a detection neck see: stage 4 after the
+        final LayerNorm, stages 1-3 after their own LayerNorm when the model was built with
+        ``stage_norm=True`` (the "w LN" setting of the supplement's Table 2). ``norm`` is
+        accepted for timm's signature; a pyramid's stages have different widths, so there is no
+        one final norm to apply to all of them. ``output_fmt``: ``"NCHW"`` maps
+        ``(B, C_i, H_i, W_i)`` at strides ``stem_stride * 2**i`` or ``"NHWC"``.
         """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NHWC', got '{output_fmt}'")
+        take, last = feature_take_indices(4, indices)
+        stages = last + 1 if (stop_early or intermediates_only) else self.num_stages
         check_rest_image(x, self.config.in_chans, MIN_IMAGE_SIZE * self.config.stem_stride // 4)
-        outputs = []
+        intermediates = []
         x = self.stem(x)
-        for i in range(1, 5):
+        for i in range(1, stages + 1):
             if i > 1:
                 x = getattr(self, f"patch_embed_{i}")(x)
             size = (x.shape[-2], x.shape[-1])  # from the tensor: odd and non-square sizes work
             tokens = _to_tokens(x)
             for block in getattr(self, f"stage{i}"):
-                tokens = block(tokens, size)
+                if self.grad_checkpointing and torch.is_grad_enabled():
+                    tokens = checkpoint(block, tokens, size, use_reentrant=False)
+                else:
+                    tokens = block(tokens, size)
             if i == 4:
                 tokens = self.norm(tokens)
             elif self.config.stage_norm:
                 tokens = getattr(self, f"norm{i}")(tokens)
-            x = _to_map(tokens, size)
-            outputs.append(x)
-        return outputs
+            x = getattr(self, f"stage{i}_out")(tokens, size)
+            if i - 1 in take:
+                intermediates.append(x.permute(0, 2, 3, 1) if output_fmt == "NHWC" else x)
+        if intermediates_only:
+            return intermediates
+        return x, intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | list[int] | tuple[int, ...] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """Drop the stages after the last of ``indices`` (and the head); returns the kept indices."""
+        take, last = feature_take_indices(4, indices)
+        for i in range(last + 2, 5):
+            setattr(self, f"stage{i}", nn.ModuleList())
+            setattr(self, f"patch_embed_{i}", nn.Identity())
+        self.num_stages = last + 1
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0, "")
+        return take
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Tokens of stage 4 after the final norm: ``(B, H_4 * W_4, C_4)``."""
-        return _to_tokens(self.forward_stages(x)[-1])
+        """Stage 4 after the final norm, unpooled: ``(B, C_4, H_4, W_4)``."""
+        return self.forward_intermediates(x, indices=[3])[0]
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x.mean(dim=1))  # global average pool over the tokens, then classify
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pool (``global_pool="avg"``; ``""`` keeps the map), then the linear head."""
+        if self.global_pool == "avg":
+            x = x.mean(dim=(2, 3))
+        if pre_logits or self.num_classes == 0:
+            return x
+        if self.global_pool == "":
+            return self.head(x.permute(0, 2, 3, 1))  # unpooled: one prediction per position, channels last
+        return self.head(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """A new head for ``num_classes`` (0: none); ``global_pool=""`` leaves the map unpooled."""
+        if global_pool is not None:
+            if global_pool not in ("avg", ""):
+                raise ValueError(f"ResT pools with 'avg' or '' (none), got '{global_pool}'")
+            self.global_pool = global_pool
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.config = dataclasses.replace(self.config, num_classes=num_classes, global_pool=self.global_pool)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block in the backward pass instead of storing its activations."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return set()
 
 
 def paper_convention_flops(
@@ -360,43 +456,86 @@ _MSA = {"sr_ratios": (1, 1, 1, 1), "head_transform": False}
 _MINI = {"embed_dims": (32, 64, 128, 256), "depths": (2, 2, 2, 2), "stem_stride": 2, "num_classes": 20}
 
 
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    defaults = dict(
+        crop_pct=0.875,
+        fixed_input_size=False,  # any image of at least 32x32 pixels
+        first_conv="stem.conv1",
+        license="apache-2.0",
+        paper_ids="arXiv:2105.13677",
+        paper_name="ResT: An Efficient Transformer for Visual Recognition",
+        origin_url="https://github.com/wofmanaf/ResT",
+    )
+    return cfg(**{**defaults, **kwargs})
+
+
+_MINI_CFG = dict(
+    num_classes=20,
+    input_size=(3, 32, 32),
+    crop_pct=1.0,
+    interpolation="bilinear",
+    mean=SYNTHETIC_MEAN,
+    std=SYNTHETIC_STD,
+)
+# The authors publish their ResT checkpoints in a Google Drive folder (their README), not on a hub
+# timm can reach: no entry has weights to download; raw state dicts load with load_state_dict.
+default_cfgs = generate_default_cfgs(
+    {
+        "rest_lite": _cfg(),
+        "rest_lite_msa": _cfg(),
+        "rest_small": _cfg(),
+        "rest_base": _cfg(),
+        "rest_large": _cfg(),
+        "rest_lite_mini": _cfg(**_MINI_CFG),
+        "rest_lite_msa_mini": _cfg(**_MINI_CFG),
+    }
+)
+
+
+def _create(variant: str, base: ResTConfig, pretrained: bool, **kwargs: Any) -> ResT:
+    # the four stage outputs are the features timm's features_only returns (out_indices 0-3)
+    return build(
+        ResT, base, variant, pretrained, feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)), **kwargs
+    )
+
+
 @register_model
-def rest_lite(**overrides: Any) -> ResT:
+def rest_lite(pretrained: bool = False, **kwargs: Any) -> ResT:
     """ResT-Lite: dims 64-128-256-512, depths 2-2-2-2, heads 1-2-4-8, EMSA with s = 8-4-2-1."""
-    return ResT(configure(ResTConfig(), overrides))
+    return _create("rest_lite", ResTConfig(), pretrained, **kwargs)
 
 
 @register_model
-def rest_lite_msa(**overrides: Any) -> ResT:
+def rest_lite_msa(pretrained: bool = False, **kwargs: Any) -> ResT:
     """ResT-Lite with plain MSA (s = 1, no head transform): the baseline of the supplement's Table 1."""
-    return ResT(configure(configure(ResTConfig(), _MSA), overrides))
+    return _create("rest_lite_msa", configure(ResTConfig(), _MSA), pretrained, **kwargs)
 
 
 @register_model
-def rest_small(**overrides: Any) -> ResT:
+def rest_small(pretrained: bool = False, **kwargs: Any) -> ResT:
     """ResT-Small: dims 64-128-256-512, depths 2-2-6-2."""
-    return ResT(configure(ResTConfig(depths=(2, 2, 6, 2)), overrides))
+    return _create("rest_small", ResTConfig(depths=(2, 2, 6, 2)), pretrained, **kwargs)
 
 
 @register_model
-def rest_base(**overrides: Any) -> ResT:
+def rest_base(pretrained: bool = False, **kwargs: Any) -> ResT:
     """ResT-Base: dims 96-192-384-768, depths 2-2-6-2."""
-    return ResT(configure(ResTConfig(embed_dims=(96, 192, 384, 768), depths=(2, 2, 6, 2)), overrides))
+    return _create("rest_base", ResTConfig(embed_dims=(96, 192, 384, 768), depths=(2, 2, 6, 2)), pretrained, **kwargs)
 
 
 @register_model
-def rest_large(**overrides: Any) -> ResT:
+def rest_large(pretrained: bool = False, **kwargs: Any) -> ResT:
     """ResT-Large: dims 96-192-384-768, depths 2-2-18-2."""
-    return ResT(configure(ResTConfig(embed_dims=(96, 192, 384, 768), depths=(2, 2, 18, 2)), overrides))
+    return _create("rest_large", ResTConfig(embed_dims=(96, 192, 384, 768), depths=(2, 2, 18, 2)), pretrained, **kwargs)
 
 
 @register_model
-def rest_lite_mini(**overrides: Any) -> ResT:
+def rest_lite_mini(pretrained: bool = False, **kwargs: Any) -> ResT:
     """ResT-Lite at half width for 32 px images: dims 32-64-128-256, depths 2-2-2-2, stem stride 2, 20 classes."""
-    return ResT(configure(configure(ResTConfig(), _MINI), overrides))
+    return _create("rest_lite_mini", configure(ResTConfig(), _MINI), pretrained, **kwargs)
 
 
 @register_model
-def rest_lite_msa_mini(**overrides: Any) -> ResT:
+def rest_lite_msa_mini(pretrained: bool = False, **kwargs: Any) -> ResT:
     """The MSA baseline of :func:`rest_lite_mini` (s = 1, no head transform), same size otherwise."""
-    return ResT(configure(configure(ResTConfig(), {**_MINI, **_MSA}), overrides))
+    return _create("rest_lite_msa_mini", configure(ResTConfig(), {**_MINI, **_MSA}), pretrained, **kwargs)

@@ -23,7 +23,8 @@ Components, in the order the data meets them:
 All attention runs through :class:`tnt_rest_lite.layers.Attention` (no q/k/v bias, as TNT),
 so :func:`tnt_rest_lite.layers.capture_attention` returns inner and outer maps alike.
 timm's ``tnt_s_patch16_224`` and ``tnt_b_patch16_224`` state dicts convert with
-:meth:`TNT.convert_timm_state_dict` (through :func:`tnt_rest_lite.weights.load_timm`).
+:meth:`TNT.convert_timm_state_dict`: ``tnt_s(pretrained=True)`` loads timm's published weights through
+:func:`checkpoint_filter_fn`, and :func:`tnt_rest_lite.weights.load_timm` converts a timm model in memory.
 
 The position embeddings are learned for one image size; we do not resample them, so a model
 only accepts images of its ``img_size`` (build it with ``img_size=...`` for another size).
@@ -31,17 +32,21 @@ only accepts images of its ``img_size`` (build it with ``img_size=...`` for anot
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from timm.models import generate_default_cfgs
 from torch import nn
 
 from .complexity import FlopReport
+from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
 from .deit import check_image
+from .interface import ClassTokenModel, build, cfg
 from .layers import TransformerBlock, init_weights
-from .registry import configure, register_model
+from .registry import register_model
+
+torch.fx.wrap("check_image")  # a leaf for fx here too (timm's feature extraction traces the model)
 
 __all__ = [
     "TNTConfig",
@@ -59,6 +64,7 @@ __all__ = [
     "tnt_b",
     "tnt_s_mini",
     "tnt_s_se_mini",
+    "checkpoint_filter_fn",
 ]
 
 
@@ -70,6 +76,7 @@ class TNTConfig:
     patch_size: int = 16  # side of an outer patch, in image pixels
     in_chans: int = 3
     num_classes: int = 1000
+    global_pool: str = "token"  # "token" (class token, as TNT), "avg" (mean of the patches), "" (none)
     outer_dim: int = 384  # width of a patch token
     inner_dim: int = 24  # width of a pixel token
     depth: int = 12
@@ -211,13 +218,17 @@ class TNTBlock(nn.Module):
         return pixels, patches
 
 
-class TNT(nn.Module):
-    """Transformer in Transformer: pixel and patch tokens, a class token and a linear head."""
+class TNT(ClassTokenModel):
+    """Transformer in Transformer: pixel and patch tokens, a class token and a linear head.
+
+    timm's model interface (``forward_features``, ``forward_head``, ``forward_intermediates``,
+    ``reset_classifier``, ``feature_info``, ...) comes from :class:`ClassTokenModel`; its
+    intermediates are the patch tokens after each block's outer transformer.
+    """
 
     def __init__(self, config: TNTConfig) -> None:
         super().__init__()
         c = self.config = config
-        self.num_classes = c.num_classes
         self.pixel_embed = PixelEmbed(c)
         self.patch_embed = PixelToPatch(c.num_pixels, c.inner_dim, c.outer_dim, bias=True)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.outer_dim))
@@ -228,6 +239,8 @@ class TNT(nn.Module):
         self.blocks = nn.ModuleList(TNTBlock(c, r) for r in rates)
         self.norm = nn.LayerNorm(c.outer_dim)
         self.head = nn.Linear(c.outer_dim, c.num_classes) if c.num_classes > 0 else nn.Identity()
+        # fx feature extraction takes each block's outer transformer: its output is the patch tokens
+        self.init_interface(c.outer_dim, c.patch_size, c.grid_size, block_module="blocks.{i}.outer")
         self.apply(init_weights)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -242,37 +255,17 @@ class TNT(nn.Module):
         patches = torch.cat([self.cls_token.expand(b, -1, -1), patches], dim=1)
         return pixels, self.pos_drop(patches + self.pos_embed)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Patch tokens after the final norm: ``(B, 1 + num_patches, outer_dim)``."""
-        pixels, patches = self.embed(x)
-        for block in self.blocks:
-            pixels, patches = block(pixels, patches)
-        return self.norm(patches)
+    def run_block(
+        self, block: nn.Module, state: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return block(*state)
 
-    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(x[:, 0])  # classify from the class token
+    def tokens(self, state: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return state[1]  # the patch tokens (class token first)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
-
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] = (2, 5, 8, 11)) -> list[torch.Tensor]:
-        """Patch tokens after the outer blocks ``indices`` (0-based) as maps ``(B, outer_dim, H/p, W/p)``.
-
-        The class token is dropped. ``(2, 5, 8, 11)`` are blocks 3, 6, 9, 12 of TNT-S, the
-        features a detection neck takes (TNT supplement, section 3).
-        """
-        depth = self.config.depth
-        wanted = sorted(set(indices))
-        if not wanted or wanted[0] < 0 or wanted[-1] >= depth:
-            raise ValueError(f"indices must be block numbers in 0..{depth - 1}, got {tuple(indices)}")
-        pixels, patches = self.embed(x)
-        g = self.config.grid_size
-        maps = {}
-        for i, block in enumerate(self.blocks[: wanted[-1] + 1]):
-            pixels, patches = block(pixels, patches)
-            if i in wanted:
-                maps[i] = patches[:, 1:].transpose(1, 2).reshape(x.shape[0], -1, g, g)
-        return [maps[i] for i in indices]
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        return {"pos_embed", "cls_token", "pixel_embed.pos_embed"}
 
     @staticmethod
     def convert_timm_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -397,31 +390,90 @@ _MINI = dict(
 )
 
 
-@register_model(timm_pretrained="tnt_s_patch16_224.in1k")
-def tnt_s(**overrides: Any) -> TNT:
+def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: TNT) -> dict[str, torch.Tensor]:
+    """A published timm TNT checkpoint -> our layout (timm's own filter first, then ours)."""
+    import timm
+    from timm.models.tnt import checkpoint_filter_fn as timm_filter
+
+    c = model.config
+    with torch.device("meta"):  # shapes only: timm's filter resamples position embeddings by them
+        reference = timm.create_model(
+            "tnt_s_patch16_224",
+            img_size=c.img_size,
+            patch_size=c.patch_size,
+            embed_dim=c.outer_dim,
+            inner_dim=c.inner_dim,
+            depth=c.depth,
+            num_heads_outer=c.outer_heads,
+            num_heads_inner=c.inner_heads,
+            first_stride=c.pixel_stride,
+            num_classes=c.num_classes,
+        )
+    return TNT.convert_timm_state_dict(timm_filter(state_dict, reference))
+
+
+def _cfg(**kwargs: Any) -> dict[str, Any]:
+    from timm.data import IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
+
+    defaults = dict(
+        mean=IMAGENET_INCEPTION_MEAN,  # TNT normalises with mean = std = 0.5
+        std=IMAGENET_INCEPTION_STD,
+        first_conv="pixel_embed.proj",
+        license="apache-2.0",
+        paper_ids="arXiv:2103.00112",
+        paper_name="Transformer in Transformer",
+        origin_url="https://github.com/huawei-noah/Efficient-AI-Backbones/tree/master/tnt_pytorch",
+    )
+    return cfg(**{**defaults, **kwargs})
+
+
+_MINI_CFG = dict(
+    num_classes=20,
+    input_size=(3, 32, 32),
+    crop_pct=1.0,
+    interpolation="bilinear",
+    mean=SYNTHETIC_MEAN,
+    std=SYNTHETIC_STD,
+    first_conv="pixel_embed.proj",
+    license="mit",
+)
+default_cfgs = generate_default_cfgs(
+    {
+        "tnt_s.in1k": _cfg(hf_hub_id="timm/tnt_s_patch16_224.in1k"),
+        "tnt_s_se": _cfg(),
+        "tnt_b.in1k": _cfg(hf_hub_id="timm/tnt_b_patch16_224.in1k"),
+        "tnt_s_mini": cfg(**_MINI_CFG),
+        "tnt_s_se_mini": cfg(**_MINI_CFG),
+    }
+)
+
+
+@register_model
+def tnt_s(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-S: outer 384 / inner 24, 12 blocks, 6 outer and 4 inner heads (23.8M parameters)."""
-    return TNT(configure(TNTConfig(), overrides))
+    return build(TNT, TNTConfig(), "tnt_s", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 @register_model
-def tnt_s_se(**overrides: Any) -> TNT:
+def tnt_s_se(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-S + SE (TNT supplement, Table 1); no published weights."""
-    return TNT(configure(TNTConfig(se=True), overrides))
+    return build(TNT, TNTConfig(se=True), "tnt_s_se", pretrained, **kwargs)
 
 
-@register_model(timm_pretrained="tnt_b_patch16_224.in1k")
-def tnt_b(**overrides: Any) -> TNT:
+@register_model
+def tnt_b(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-B: outer 640 / inner 40, 12 blocks, 10 outer and 4 inner heads (65.6M parameters)."""
-    return TNT(configure(TNTConfig(outer_dim=640, inner_dim=40, outer_heads=10), overrides))
+    base = TNTConfig(outer_dim=640, inner_dim=40, outer_heads=10)
+    return build(TNT, base, "tnt_b", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 @register_model
-def tnt_s_mini(**overrides: Any) -> TNT:
+def tnt_s_mini(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-S scaled for 32 px images: 8x8 patches of 4x4 pixel tokens, outer 96 / inner 6, 4 blocks, 20 classes."""
-    return TNT(configure(TNTConfig(**_MINI), overrides))
+    return build(TNT, TNTConfig(**_MINI), "tnt_s_mini", pretrained, **kwargs)
 
 
 @register_model
-def tnt_s_se_mini(**overrides: Any) -> TNT:
+def tnt_s_se_mini(pretrained: bool = False, **kwargs: Any) -> TNT:
     """:func:`tnt_s_mini` with the SE module in every outer block."""
-    return TNT(configure(TNTConfig(**_MINI, se=True), overrides))
+    return build(TNT, TNTConfig(**_MINI, se=True), "tnt_s_se_mini", pretrained, **kwargs)

@@ -1,20 +1,18 @@
-"""Loading weights: timm state dicts converted to our parameter names, and pretrained models.
+"""timm state dicts converted to our parameter names, with strict checks.
 
 Each architecture class converts timm's keys to ours with a static method
-``convert_timm_state_dict``; the checks (strict keys, shapes) live here, once.
+``convert_timm_state_dict``; the checks (strict keys, shapes) live here, once. Pretrained
+weights are fetched by timm's builder (each entry point's ``pretrained_cfg`` and checkpoint
+filter, see :mod:`tnt_rest_lite.interface`); :func:`load_timm` converts a timm model's state dict
+that is already in memory (the equivalence tests and chapters compare our models with timm's).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from .registry import ModelInfo
-
-__all__ = ["load_timm", "load_pretrained", "check_state_dict"]
+__all__ = ["load_timm", "check_state_dict"]
 
 
 def check_state_dict(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> None:
@@ -56,26 +54,3 @@ def load_timm(model: nn.Module, state_dict: dict[str, torch.Tensor], *, skip_hea
     check_state_dict(model, converted, "timm state dict")
     model.load_state_dict(converted, strict=True)
     return model
-
-
-def load_pretrained(model: nn.Module, info: ModelInfo) -> nn.Module:
-    """Download timm's pretrained weights for ``info`` (timm/Hugging Face) and load them.
-
-    Needs network access (it works on Colab). Offline, or when the hub cannot be reached, it
-    raises a ``RuntimeError`` that says so and how to proceed.
-    """
-    if info.timm_pretrained is None:
-        raise ValueError(f"No pretrained weights are published for '{info.name}'; use pretrained=False")
-    import timm
-
-    try:
-        source = timm.create_model(info.timm_pretrained, pretrained=True)
-    except Exception as err:  # hub errors differ by version: report them all the same way
-        raise RuntimeError(
-            f"Could not download the pretrained weights of '{info.name}' (timm model "
-            f"'{info.timm_pretrained}' from Hugging Face): {type(err).__name__}: {err}. "
-            "Pretrained weights need network access (they download on Colab); offline, "
-            "create the model with pretrained=False."
-        ) from err
-    num_classes = getattr(model, "num_classes", 1000)
-    return load_timm(model, source.state_dict(), skip_head=num_classes != 1000)
