@@ -16,8 +16,7 @@ import torch
 from timm.models import generate_default_cfgs
 from torch import nn
 
-from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
-from .interface import ClassTokenModel, build, cfg
+from .interface import ClassTokenModel, build, cfg, mini_cfg
 from .layers import TransformerBlock, init_weights
 from .registry import register_model
 
@@ -151,15 +150,6 @@ def checkpoint_filter_fn(state_dict: dict[str, torch.Tensor], model: DeiT) -> di
     return DeiT.convert_timm_state_dict(timm_filter(state_dict, reference))
 
 
-_MINI_CFG = dict(
-    num_classes=20,
-    input_size=(3, 32, 32),
-    crop_pct=1.0,
-    interpolation="bilinear",
-    mean=SYNTHETIC_MEAN,
-    std=SYNTHETIC_STD,
-    license="mit",
-)
 default_cfgs = generate_default_cfgs(
     {
         "deit_s.fb_in1k": cfg(
@@ -170,7 +160,7 @@ default_cfgs = generate_default_cfgs(
             paper_name="Training data-efficient image transformers & distillation through attention",
             origin_url="https://github.com/facebookresearch/deit",
         ),
-        "deit_s_mini": cfg(**_MINI_CFG),
+        "deit_s_mini": mini_cfg(),
     }
 )
 

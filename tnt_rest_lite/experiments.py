@@ -533,7 +533,7 @@ def describe_table(name: str, profile: Profile | None = None, dataset: str = "sy
 
 
 def _claim_text(spec: TableSpec, claim: Claim, reference_rows: Mapping[str, Mapping[str, float]]) -> str:
-    """``"TNT-S + SE (small) beats TNT-S (small) (paper: 81.7 vs 81.5 top-1)"``, from the reference data."""
+    """``"<better> beats <worse> (paper: <top-1> vs <top-1> top-1)"``, the published values read from the reference data."""
     better = reference_rows[spec.paper_keys[claim.better]]["top1"]
     worse = reference_rows[spec.paper_keys[claim.worse]]["top1"]
     return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} (paper: {better} vs {worse} top-1)"

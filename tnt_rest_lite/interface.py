@@ -19,6 +19,7 @@ stage). Detection necks, explanation methods and timm's own feature wrappers
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ClassTokenModel", "build", "cfg", "POOLS", "OUTPUT_FORMATS"]
+__all__ = ["ClassTokenModel", "build", "cfg", "mini_cfg", "POOLS", "OUTPUT_FORMATS"]
 
 POOLS = ("token", "avg", "")  # class token, mean of the patch tokens, none (the unpooled tokens)
 OUTPUT_FORMATS = ("NCHW", "NLC")
@@ -53,6 +54,22 @@ def cfg(**kwargs: Any) -> dict[str, Any]:
         "classifier": "head",
         **kwargs,
     }
+
+
+def mini_cfg(**kwargs: Any) -> dict[str, Any]:
+    """The ``pretrained_cfg`` of a small-scale (``*_mini``) entry: 32 px SyntheticShapes, 20 classes."""
+    from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
+
+    base = dict(
+        num_classes=20,
+        input_size=(3, 32, 32),
+        crop_pct=1.0,
+        interpolation="bilinear",
+        mean=SYNTHETIC_MEAN,
+        std=SYNTHETIC_STD,
+        license="mit",
+    )
+    return cfg(**{**base, **kwargs})
 
 
 def _square(size: Any) -> Any:
@@ -115,7 +132,7 @@ def build(
         ) from err
 
 
-class ClassTokenModel(nn.Module):
+class ClassTokenModel(nn.Module, abc.ABC):
     """timm's interface for a transformer with a class token and ``blocks`` (DeiT, TNT).
 
     A subclass sets ``config`` (with ``num_classes`` and ``global_pool``), ``blocks``, ``norm``
@@ -140,14 +157,17 @@ class ClassTokenModel(nn.Module):
 
     # -- what each model supplies ---------------------------------------------------------------
 
+    @abc.abstractmethod
     def embed(self, x: torch.Tensor) -> Any:
-        raise NotImplementedError
+        """Image -> the state the blocks advance."""
 
+    @abc.abstractmethod
     def run_block(self, block: nn.Module, state: Any) -> Any:
-        raise NotImplementedError
+        """One block on the state."""
 
+    @abc.abstractmethod
     def tokens(self, state: Any) -> torch.Tensor:
-        raise NotImplementedError
+        """The state's patch-level tokens ``(B, 1 + N, C)``, class token first."""
 
     # -- the contract ---------------------------------------------------------------------------
 

@@ -105,9 +105,9 @@ PROFILES: dict[str, Profile] = {
         val_samples=2048,
         test_samples=2048,
         epochs=4,
-        # recipe_search_tnt_s_mini (validation, 3 epochs of 24,576 images): batch 32 at lr 5e-4 reached
-        # 30.8 %, batch 32 at 1e-3 24.7 %, batch 128 at 1e-3 23.0 %. Batch 32 trains ~330 img/s against
-        # ~420 at 128, so the budget holds 4 epochs of it
+        # chosen on validation: results/cpu/recipe_search_tnt_s_mini.json (shown in chapter 03) has
+        # batch 32 at lr 5e-4 ahead of batch 32 at 1e-3 and batch 128 at 1e-3; batch 32 is slower per
+        # image, so the budget holds 4 epochs of it
         batch_size=32,
         num_seeds=3,
         figure_images=6,

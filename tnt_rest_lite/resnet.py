@@ -21,8 +21,7 @@ from typing import Any
 from timm.models import generate_default_cfgs
 from torch import nn
 
-from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
-from .interface import build, cfg
+from .interface import build, mini_cfg
 from .registry import register_model
 
 __all__ = ["ResNetConfig", "build_resnet", "resnet18_mini"]
@@ -67,20 +66,7 @@ def build_resnet(config: ResNetConfig) -> nn.Module:
 
 
 default_cfgs = generate_default_cfgs(
-    {
-        "resnet18_mini": cfg(
-            num_classes=20,
-            input_size=(3, 32, 32),
-            crop_pct=1.0,
-            interpolation="bilinear",
-            fixed_input_size=False,
-            mean=SYNTHETIC_MEAN,
-            std=SYNTHETIC_STD,
-            first_conv="conv1",
-            classifier="fc",
-            license="mit",
-        )
-    }
+    {"resnet18_mini": mini_cfg(fixed_input_size=False, first_conv="conv1", classifier="fc")}
 )
 
 

@@ -34,8 +34,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
-from .interface import build, cfg
+from .interface import build, cfg, mini_cfg
 from .layers import Attention, TransformerBlock, init_weights
 from .registry import configure, register_model
 
@@ -469,14 +468,6 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     return cfg(**{**defaults, **kwargs})
 
 
-_MINI_CFG = dict(
-    num_classes=20,
-    input_size=(3, 32, 32),
-    crop_pct=1.0,
-    interpolation="bilinear",
-    mean=SYNTHETIC_MEAN,
-    std=SYNTHETIC_STD,
-)
 # The authors publish their ResT checkpoints in a Google Drive folder (their README), not on a hub
 # timm can reach: no entry has weights to download; raw state dicts load with load_state_dict.
 default_cfgs = generate_default_cfgs(
@@ -486,8 +477,8 @@ default_cfgs = generate_default_cfgs(
         "rest_small": _cfg(),
         "rest_base": _cfg(),
         "rest_large": _cfg(),
-        "rest_lite_mini": _cfg(**_MINI_CFG),
-        "rest_lite_msa_mini": _cfg(**_MINI_CFG),
+        "rest_lite_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
+        "rest_lite_msa_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
     }
 )
 

@@ -40,9 +40,8 @@ from timm.models import generate_default_cfgs
 from torch import nn
 
 from .complexity import FlopReport
-from .data import SYNTHETIC_MEAN, SYNTHETIC_STD
 from .deit import check_image
-from .interface import ClassTokenModel, build, cfg
+from .interface import ClassTokenModel, build, cfg, mini_cfg
 from .layers import TransformerBlock, init_weights
 from .registry import register_model
 
@@ -427,23 +426,13 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     return cfg(**{**defaults, **kwargs})
 
 
-_MINI_CFG = dict(
-    num_classes=20,
-    input_size=(3, 32, 32),
-    crop_pct=1.0,
-    interpolation="bilinear",
-    mean=SYNTHETIC_MEAN,
-    std=SYNTHETIC_STD,
-    first_conv="pixel_embed.proj",
-    license="mit",
-)
 default_cfgs = generate_default_cfgs(
     {
         "tnt_s.in1k": _cfg(hf_hub_id="timm/tnt_s_patch16_224.in1k"),
         "tnt_s_se": _cfg(),
         "tnt_b.in1k": _cfg(hf_hub_id="timm/tnt_b_patch16_224.in1k"),
-        "tnt_s_mini": cfg(**_MINI_CFG),
-        "tnt_s_se_mini": cfg(**_MINI_CFG),
+        "tnt_s_mini": mini_cfg(first_conv="pixel_embed.proj"),
+        "tnt_s_se_mini": mini_cfg(first_conv="pixel_embed.proj"),
     }
 )
 
