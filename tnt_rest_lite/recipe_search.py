@@ -46,11 +46,12 @@ def search(
         "synthetic", "train", p.image_size, num_samples=train_samples or p.train_samples, **kwargs
     )
     val_set = build_dataset("synthetic", "val", p.image_size, num_samples=p.val_samples, **kwargs)
+    if epochs is not None:
+        # the schedule (warm-up, step epochs) is derived from the epochs: build the recipe with them
+        p = dataclasses.replace(p, epochs=epochs)
     rows = []
     for batch, lr in itertools.product(batches, lrs):
         config = dataclasses.replace(recipe(recipe_name, p, 0), batch_size=batch, lr=lr, progress=progress)
-        if epochs is not None:
-            config = dataclasses.replace(config, epochs=epochs)
         seed_everything(0)
         net = build_model(model, num_classes(train_set), p.image_size, p)
         start = time.perf_counter()
