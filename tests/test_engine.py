@@ -200,6 +200,13 @@ def test_recipes_and_run_model(splits):
     assert recipe("resnet", six, table="t").lr == 0.1 * 64 / 256  # and the rate the batch
     with pytest.raises(ValueError, match="Unknown recipe"):
         recipe("lamb", profile)
+    per_model = dataclasses.replace(profile, table_recipe={"t": {"lr": {"a": 0.01, "b": 0.2}}})
+    assert (
+        recipe("resnet", per_model, table="t", model="a").lr,
+        recipe("resnet", per_model, table="t", model="b").lr,
+    ) == (0.01, 0.2)
+    with pytest.raises(ValueError, match=r"sets the rate of table 't' per model \(a, b\); got model 'c'"):
+        recipe("resnet", per_model, table="t", model="c")
     tiny = dataclasses.replace(profile, epochs=1, batch_size=16, model_overrides={"deit_s_mini": TINY})
     test_set = SyntheticShapes(24, 32, split="test", seed=0)
     summary = run_model("deit_s_mini", "deit", *splits, test_set, tiny, seeds=[0, 1], progress=False)

@@ -214,3 +214,106 @@ def test_fast_batches_equal_the_dataloader() -> None:
         assert set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
     val_fast = list(_val_loader(data, 16, info))
     assert [len(b["label"]) for b in val_fast] == [16, 16, 8]  # every sample once, the last batch short
+
+
+# ---- the chapter helpers of 04-06 ----------------------------------------------------------------
+
+
+def test_check_small_models_reports_and_catches_a_broken_size_relation(monkeypatch) -> None:
+    from tnt_rest_lite import experiments
+
+    p = PROFILES["ci"]
+    text = experiments.check_small_models("rest_ablation", p)
+    assert (
+        "resnet18_mini / rest_lite_mini" in text and "rest_lite_mini: 8 attention modules; keys per query [4]" in text
+    )
+    assert "resnet18_mini:" not in text.split("\n", 2)[-1]  # a CNN has no attention to check
+    tight = dataclasses.replace(
+        TABLES["rest_ablation"],
+        size_relation=dataclasses.replace(TABLES["rest_ablation"].size_relation, tolerance=0.01),
+    )
+    monkeypatch.setitem(experiments.TABLES, "rest_ablation", tight)
+    with pytest.raises(AssertionError, match="expected within 1% of 1, the paper's size relation"):
+        experiments.check_small_models("rest_ablation", p)
+
+
+def _summary(test: list[float], curve: list[float]) -> dict:
+    from tnt_rest_lite.experiments import mean_std
+
+    mean, std = mean_std(test)
+    return {
+        "test_top1": test,
+        "test_top1_mean": mean,
+        "test_top1_std": std,
+        "histories": [{"val_top1": curve}] * len(test),
+    }
+
+
+def test_describe_targets_on_hand_made_summaries() -> None:
+    from tnt_rest_lite.experiments import TARGET_BEST_TOP1, TARGET_TOP1, describe_targets
+
+    ok = {"a": _summary([TARGET_BEST_TOP1 + 1] * 3, [60, 71]), "b": _summary([TARGET_TOP1 + 1] * 3, [40, 51])}
+    assert describe_targets({"summaries": ok}).endswith("Every model reaches its target.")
+    short = {
+        "a": _summary([TARGET_BEST_TOP1 - 2] * 3, [50, 60, 68]),
+        "b": _summary([TARGET_TOP1 - 10] * 3, [39, 40, 40.5]),
+    }
+    text = describe_targets({"summaries": short})
+    assert "`a` (best) | 68.0 | 70 | no (-2.0) | +8.0" in text and "no (-10.0) | +0.5" in text
+    assert "Short of the target: `a`, `b`." in text
+    assert "curves of `a` still rise" in text and "`b` still" not in text
+
+
+def test_verdict_and_results_markdown() -> None:
+    from tnt_rest_lite.tables import results_markdown, verdicts_markdown
+
+    record = verdict("A beats B", "a", "b", {"test_top1": [60.0, 61.0, 62.0]}, {"test_top1": [50.0, 51.0, 52.0]})
+    text = verdicts_markdown([record])
+    assert "| A beats B | 3 | +10.0 |" in text and "* A beats B: **holds** at our scale" in text
+    table = {
+        "headers": ["model", "top-1"],
+        "rows": [["a", "61.0"]],
+        "provenance": ["a: profile ci, CPU, commit x, today"],
+    }
+    assert (
+        results_markdown(table)
+        == "| model | top-1 |\n| --- | --- |\n| a | 61.0 |\n\nProvenance of the rows:\n\n* a: profile ci, CPU, commit x, today"
+    )
+
+
+def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None:
+    from tnt_rest_lite import results
+    from tnt_rest_lite.recipe_search import describe_searches, stored_searches
+
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
+    run = {"recipe": "resnet", "batch_size": 64, "epochs": 2, "train_samples": 100, "train_images_per_s": 10.0}
+    results.save_json(
+        "recipe_search_resnet18_mini",
+        [{**run, "lr": 0.05, "final_val_top1": 30.0}, {**run, "lr": 0.2, "final_val_top1": 40.0}],
+    )
+    found = stored_searches(["resnet18_mini", "rest_lite_mini"], "ci")
+    assert list(found) == ["resnet18_mini"]
+    lines = describe_searches(found).split("\n")
+    assert "| 0.2 |" in lines[2] and "| 0.05 |" in lines[3]
+
+
+def test_the_cpu_profiles_per_model_rates_are_the_best_of_its_stored_search() -> None:
+    """A rate written in the cpu profile is the one its stored validation search ranks first."""
+    import json
+    from pathlib import Path
+
+    store = Path(__file__).resolve().parents[1] / "results" / "cpu"  # the committed store, not the tests' one
+    p = PROFILES["cpu"]
+    for table, settings in p.table_recipe.items():
+        rates = settings.get("lr")
+        if not isinstance(rates, dict):
+            continue
+        batch = p.batch_size_for(table)
+        for model, lr in rates.items():
+            runs = [
+                r
+                for r in json.loads((store / f"recipe_search_{model}.json").read_text())["data"]
+                if r["batch_size"] == batch and r["recipe"] == TABLES[table].recipe
+            ]
+            assert runs, f"no stored search of {model} at batch {batch}"
+            assert max(runs, key=lambda r: r["final_val_top1"])["lr"] == lr

@@ -48,26 +48,49 @@ __all__ = [
     "table_spec",
     "run_table",
     "describe_table",
+    "describe_reference",
+    "check_small_models",
+    "training_summary",
+    "describe_targets",
+    "SizeRelation",
     "CHECKPOINTS_ENV_VAR",
+    "TARGET_TOP1",
+    "TARGET_BEST_TOP1",
 ]
 
 CHECKPOINTS_ENV_VAR = "TNT_REST_CHECKPOINTS"
 
 RECIPES = ("deit", "resnet")
 
+# What a book-profile run must reach on the test split (20 classes, chance 5 %): every model 10x
+# chance (a shape-only or texture-only classifier of SyntheticShapes cannot pass 25 %), the best
+# model of each table 70 %. describe_targets reports each model against them.
+TARGET_TOP1 = 50.0
+TARGET_BEST_TOP1 = 70.0
+
 # Models whose size does not depend on the input (fully convolutional / pooled): no img_size field.
 _ANY_SIZE_PREFIXES = ("rest_", "resnet")
 
 
-def recipe(name: str, profile: Profile | None = None, seed: int = 0, table: str | None = None) -> TrainConfig:
+def recipe(
+    name: str, profile: Profile | None = None, seed: int = 0, table: str | None = None, model: str | None = None
+) -> TrainConfig:
     """The :class:`TrainConfig` of recipe ``name`` (``"deit"`` or ``"resnet"``) in ``profile``.
 
     ``table`` applies the profile's ``table_recipe`` for that table (its epochs, batch size and
     rate, chosen on validation); the warm-up, the step schedule and the rate's batch scaling follow.
+    A rate given per model (a mapping) is looked up under ``model``.
     """
     p = profile or get_profile()
     epochs, batch = p.epochs_for(table), p.batch_size_for(table)
     lr_override = p.table_recipe.get(table or "", {}).get("lr")
+    if isinstance(lr_override, Mapping):
+        if model not in lr_override:
+            raise ValueError(
+                f"Profile '{p.name}' sets the rate of table '{table}' per model ({', '.join(lr_override)}); "
+                f"got model {model!r}"
+            )
+        lr_override = lr_override[model]
     common = dict(epochs=epochs, batch_size=batch, seed=seed, num_workers=p.num_workers)
     if name == "deit":
         mixup = dict(mixup_alpha=0.8, cutmix_alpha=1.0) if p.train_mixup else {}
@@ -268,7 +291,7 @@ def run_model(
     for seed in seeds:
         seed_everything(seed)
         model = build_model(name, classes, p.image_size, p)
-        config = dataclasses.replace(recipe(recipe_name, p, seed, table), progress=progress)
+        config = dataclasses.replace(recipe(recipe_name, p, seed, table, name), progress=progress)
         result = train(model, train_set, val_set, config, desc=f"{name} seed {seed}")
         test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
         if save_weights is not None:
@@ -334,6 +357,21 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class SizeRelation:
+    """The paper's parameter relation between two compared models, kept by their small versions.
+
+    ``larger`` / ``smaller`` are our small models, ``full_larger`` / ``full_smaller`` the published
+    ones (our registry's, else timm's); the small ratio must be within ``tolerance`` of 1.
+    """
+
+    larger: str
+    smaller: str
+    full_larger: str
+    full_smaller: str
+    tolerance: float
+
+
+@dataclass(frozen=True)
 class TableSpec:
     """One regenerated accuracy table: which models, which recipe, which published claims.
 
@@ -351,6 +389,7 @@ class TableSpec:
     claims: tuple[Claim, ...]
     extra_reference: tuple[str, ...] = ()
     source: str = ""
+    size_relation: SizeRelation | None = None
 
     def reference(self) -> dict[str, dict[str, float]]:
         """The published rows this table is compared with."""
@@ -373,6 +412,7 @@ TABLES: dict[str, TableSpec] = {
         extra_reference=("deit_s",),
         claims=(Claim("tnt_s_se_mini", "tnt_s_mini"), Claim("tnt_s_mini", "deit_s_mini")),
         source="TNT supplement Table 1 (TNT-S, TNT-S + SE); DeiT paper (DeiT-S top-1, no top-5 published)",
+        size_relation=SizeRelation("tnt_s_mini", "deit_s_mini", "tnt_s", "deit_s", 0.10),
     ),
     "rest_table1": TableSpec(
         prefix="rest_table1",
@@ -395,6 +435,7 @@ TABLES: dict[str, TableSpec] = {
         reference_table="REST_ABLATION",
         claims=(Claim("rest_lite_mini", "resnet18_mini"),),
         source="ResT supplement A.4 (ImageNet, 224 px; top-1 only)",
+        size_relation=SizeRelation("resnet18_mini", "rest_lite_mini", "resnet18", "rest_lite", 0.15),
     ),
 }
 
@@ -502,12 +543,19 @@ def describe_table(name: str, profile: Profile | None = None, dataset: str = "sy
     from .tables import markdown_table
 
     spec, p = table_spec(name), profile or get_profile()
-    config = recipe(spec.recipe, p, 0, spec.prefix)
+    configs = {model: recipe(spec.recipe, p, 0, spec.prefix, model) for model in spec.models}
+    config = configs[spec.models[0]]
+    rates = {model: c.lr for model, c in configs.items()}
+    rate = (
+        f"lr {config.lr:g}"
+        if len(set(rates.values())) == 1
+        else "lr per model, each its best on validation (" + ", ".join(f"`{m}` {r:g}" for m, r in rates.items()) + ")"
+    )
     data = f"`{dataset}`" + (f" at difficulty `{p.data_difficulty}`" if dataset == "synthetic" else "")
     schedule = (
         f"cosine after {config.warmup_epochs:g} warm-up epoch(s)"
         if config.schedule == "cosine"
-        else f"x{config.step_rate:g} every {config.step_epochs:g} epochs"
+        else f"x{config.step_rate:g} every {config.step_epochs:.3g} epochs"
     )
     lines = [
         f"**Profile `{p.name}`**: {p.description}.",
@@ -515,7 +563,7 @@ def describe_table(name: str, profile: Profile | None = None, dataset: str = "sy
         f"* **Data**: {data}, {p.image_size} px, {p.train_samples:,} training / {p.val_samples:,} validation / "
         f"{p.test_samples:,} test images (synthetic: the sizes; real data: at most these), {classes} classes, "
         f"chance {100 / classes:.0f} %. Every choice was made on validation; the table reads test only.",
-        f"* **Recipe `{spec.recipe}`**: {config.optimizer}, lr {config.lr:g}, batch {config.batch_size}, "
+        f"* **Recipe `{spec.recipe}`**: {config.optimizer}, {rate}, batch {config.batch_size}, "
         f"{config.epochs} epochs ({config.epochs * (p.train_samples // config.batch_size):,} steps), {schedule}, "
         f"weight decay {config.weight_decay:g}, label smoothing {config.label_smoothing:g}"
         + (", mixup/cutmix" if config.mixup_alpha or config.cutmix_alpha else "")
@@ -537,3 +585,140 @@ def _claim_text(spec: TableSpec, claim: Claim, reference_rows: Mapping[str, Mapp
     better = reference_rows[spec.paper_keys[claim.better]]["top1"]
     worse = reference_rows[spec.paper_keys[claim.worse]]["top1"]
     return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} (paper: {better} vs {worse} top-1)"
+
+
+def describe_reference(name: str) -> str:
+    """Markdown table of the published rows table ``name`` is compared with, and their source."""
+    from .tables import markdown_table
+
+    spec = table_spec(name)
+    published = spec.reference()
+    keys = sorted({k for row in published.values() for k in row if k != "source"})
+    rows = [[row_name, *(row.get(k, "–") for k in keys)] for row_name, row in published.items()]
+    return markdown_table(["paper row", *keys], rows) + f"\n\nSource: {spec.source}."
+
+
+def _full_size_params(name: str) -> int:
+    """Parameters of a published model at 1,000 classes: our registry's, else timm's (ResNet-18)."""
+    import timm
+
+    from .complexity import count_params
+    from .registry import create_model, list_models
+
+    return count_params(create_model(name) if name in list_models() else timm.create_model(name))
+
+
+def _last_feature_widths(model: nn.Module, image_size: int, count: int = 4) -> list[int]:
+    """Widths of the last ``count`` feature maps of ``model`` (timm's ``forward_intermediates``)."""
+    import torch
+
+    x = torch.zeros(1, getattr(model.config, "in_chans", 3), image_size, image_size)
+    with torch.no_grad():
+        features = model.forward_intermediates(x, indices=count, intermediates_only=True)
+    return [int(f.shape[-1]) for f in features]
+
+
+def check_small_models(name: str, profile: Profile | None = None, classes: int = 20) -> str:
+    """Check that the small models of table ``name`` are still the models the paper compares.
+
+    Two checks, at the profile's image size: the parameter ratio of the compared pair is the
+    paper's (``TableSpec.size_relation``, within its tolerance; the widths of both models' last
+    four feature maps are printed beside it), and :func:`attention_check` on
+    every attention model (at least 2x2 keys per query, a non-zero gradient for every parameter
+    of every attention module). Returns the measured lines; a failed check raises
+    ``AssertionError`` naming what was expected.
+    """
+    from .complexity import count_params
+
+    spec, p = table_spec(name), profile or get_profile()
+    models = {m: build_model(m, classes, p.image_size, p) for m in spec.models}
+    lines = []
+    relation = spec.size_relation
+    if relation is not None:
+        full = _full_size_params(relation.full_larger) / _full_size_params(relation.full_smaller)
+        small = count_params(models[relation.larger]) / count_params(models[relation.smaller])
+        lines += [
+            f"{relation.full_larger} / {relation.full_smaller} parameters at 224 px (1000 classes): {full:.3f}",
+            f"{relation.larger} / {relation.smaller} at {p.image_size} px ({classes} classes): {small:.3f}",
+        ]
+        widths = {m: _last_feature_widths(models[m], p.image_size) for m in (relation.larger, relation.smaller)}
+        lines.append(
+            f"widths of the last {len(widths[relation.larger])} feature maps at {p.image_size} px: "
+            + "; ".join(f"{m} {'-'.join(map(str, w))}" for m, w in widths.items())
+        )
+        if abs(small - 1) > relation.tolerance:
+            raise AssertionError(
+                f"{relation.larger} / {relation.smaller} = {small:.3f}: expected within "
+                f"{relation.tolerance:.0%} of 1, the paper's size relation"
+            )
+    for model_name, model in models.items():
+        records = attention_check(model, p.image_size)
+        if not records:  # a convolutional network: nothing to check
+            continue
+        keys = sorted({r["keys"] for r in records})
+        smallest = min(r["min_grad_norm"] for r in records)
+        lines.append(
+            f"{model_name}: {len(records)} attention modules; keys per query {keys}; "
+            f"smallest parameter gradient norm {smallest:.2e}"
+        )
+        if min(keys) < 4:
+            raise AssertionError(f"{model_name}: a module attends over {min(keys)} key(s), expected at least 4 (2x2)")
+        dead = [f"{r['module']}.{q}" for r in records for q in r["zero_grad_params"]]
+        if dead:
+            raise AssertionError(f"{model_name}: no gradient reaches {', '.join(dead)}")
+    return "\n".join(lines)
+
+
+def training_summary(table: Mapping[str, Any]) -> str:
+    """One line per model of a :func:`run_table` result: test top-1 over seeds, speed, time."""
+    lines = []
+    for name, s in table["summaries"].items():
+        lines.append(
+            f"{name:20s} test top-1 {format_mean_std(s['test_top1_mean'], s['test_top1_std'])} "
+            f"(seeds: {', '.join(f'{v:.1f}' for v in s['test_top1'])}; "
+            f"val: {', '.join(f'{v:.1f}' for v in s['val_top1'])}), "
+            f"{s['train_images_per_s']:.0f} img/s, {sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
+        )
+    return "\n".join(lines)
+
+
+def describe_targets(table: Mapping[str, Any]) -> str:
+    """Markdown: every model of a :func:`run_table` result against the book's accuracy targets.
+
+    Each model's test top-1 against :data:`TARGET_TOP1`, the best model against
+    :data:`TARGET_BEST_TOP1`, and what its validation curve did in the last epoch (the mean over
+    seeds of the last epoch's gain): a curve still rising says the run was too short, not that
+    the model cannot learn the task. Generated from the stored summaries, never by hand.
+    """
+    from .tables import markdown_table
+
+    summaries = table["summaries"]
+    best = max(summaries, key=lambda m: summaries[m]["test_top1_mean"])
+    rows, short, last_gain = [], [], {}
+    for name, s in summaries.items():
+        gains = [h["val_top1"][-1] - h["val_top1"][-2] for h in s["histories"] if len(h["val_top1"]) > 1]
+        gain = last_gain[name] = statistics.fmean(gains) if gains else float("nan")
+        target = TARGET_BEST_TOP1 if name == best else TARGET_TOP1
+        reached = s["test_top1_mean"] >= target
+        if not reached:
+            short.append(name)
+        rows.append(
+            [
+                f"`{name}`" + (" (best)" if name == best else ""),
+                f"{s['test_top1_mean']:.1f}",
+                f"{target:.0f}",
+                "yes" if reached else f"no ({s['test_top1_mean'] - target:+.1f})",
+                f"{gain:+.1f}",
+            ]
+        )
+    text = markdown_table(["model", "test top-1", "target", "reached", "val gain in the last epoch"], rows)
+    if not short:
+        return text + "\n\nEvery model reaches its target."
+    rising = [m for m in short if last_gain[m] > 1.0]
+    text += f"\n\nShort of the target: {', '.join(f'`{m}`' for m in short)}."
+    if rising:
+        text += (
+            f" The validation curves of {', '.join(f'`{m}`' for m in rising)} still rise by more than a point in the "
+            "last epoch: the run is too short for them on this device, not a ceiling of the models."
+        )
+    return text

@@ -21,7 +21,7 @@ from .engine import seed_everything, train
 from .experiments import build_model, recipe
 from .profiles import ENV_VAR, Profile, get_profile
 
-__all__ = ["search", "main"]
+__all__ = ["search", "stored_searches", "describe_searches", "plot_search", "main"]
 
 
 def search(
@@ -101,6 +101,42 @@ def plot_search(rows: list[dict[str, Any]]) -> Any:
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def stored_searches(models: list[str] | tuple[str, ...], profile: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The stored searches (``recipe_search_<model>``) of ``models`` in the profile's store; absent ones are left out."""
+    from . import results
+
+    found = {}
+    for model in models:
+        try:
+            found[model] = results.load_json(f"recipe_search_{model}", profile)["data"]
+        except FileNotFoundError:
+            continue
+    return found
+
+
+def describe_searches(searches: dict[str, list[dict[str, Any]]]) -> str:
+    """Markdown table of stored searches: every run's setting and final validation top-1, best first per model."""
+    from .tables import markdown_table
+
+    rows = []
+    for model, runs in searches.items():
+        for run in sorted(runs, key=lambda r: -r["final_val_top1"]):
+            rows.append(
+                [
+                    f"`{model}`",
+                    run["recipe"],
+                    run["batch_size"],
+                    f"{run['lr']:g}",
+                    run["epochs"],
+                    f"{run['train_samples']:,}",
+                    f"{run['final_val_top1']:.1f}",
+                    f"{run['train_images_per_s']:.0f}",
+                ]
+            )
+    headers = ["model", "recipe", "batch", "lr", "epochs", "training images", "val top-1", "img/s"]
+    return markdown_table(headers, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

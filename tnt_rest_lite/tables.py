@@ -21,6 +21,8 @@ __all__ = [
     "verdict",
     "verdict_sentence",
     "verdict_rows",
+    "verdicts_markdown",
+    "results_markdown",
     "VERDICTS",
     "CONFIDENCE",
 ]
@@ -206,3 +208,15 @@ def verdict_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         interval = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
         rows.append([r["claim"], str(r["n_seeds"]), f"{r['diff']:+.1f}", interval, f"**{r['verdict']}**"])
     return headers, rows
+
+
+def verdicts_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The verdict table and one rendered sentence per record (markdown), as the chapters show them."""
+    headers, rows = verdict_rows(records)
+    return markdown_table(headers, rows) + "\n\n" + "\n".join(f"* {verdict_sentence(r)}" for r in records)
+
+
+def results_markdown(table: Mapping[str, Any]) -> str:
+    """A regenerated table (``experiments.run_table``'s result) with the provenance of every row."""
+    provenance = "\n".join(f"* {line}" for line in table["provenance"])
+    return markdown_table(table["headers"], table["rows"]) + "\n\nProvenance of the rows:\n\n" + provenance
