@@ -123,7 +123,7 @@ PROFILES: dict[str, Profile] = {
         # learns only at low rates under SGD, ResNet-18 at high ones.
         table_recipe={
             "rest_table1": {"epochs": 3, "batch_size": 64},
-            "rest_ablation": {"epochs": 4, "batch_size": 64, "lr": {"rest_lite_mini": 0.01, "resnet18_mini": 0.2}},
+            "rest_ablation": {"epochs": 3, "batch_size": 64, "lr": {"rest_lite_mini": 0.01, "resnet18_mini": 0.2}},
         },
         notebook_budget_s=45 * 60.0,
         data_difficulty="easy",
