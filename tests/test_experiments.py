@@ -270,6 +270,13 @@ def test_verdict_and_results_markdown() -> None:
     record = verdict("A beats B", "a", "b", {"test_top1": [60.0, 61.0, 62.0]}, {"test_top1": [50.0, 51.0, 52.0]})
     text = verdicts_markdown([record])
     assert "| A beats B | 3 | +10.0 |" in text and "* A beats B: **holds** at our scale" in text
+    # another per-seed measurement of the same models, in its own unit; testability still reads top-1
+    far = {"test_top1": [60.0] * 3, "chance_top1": 5.0, "distance": [12.0, 12.5, 13.0]}
+    near = {"test_top1": [60.0] * 3, "chance_top1": 5.0, "distance": [8.0, 8.5, 9.0]}
+    record = verdict("deep attends farther", "deep", "first", far, near, metric="distance", unit="px")
+    assert record["verdict"] == "holds" and "(+4.0 px, 95% CI [+" in verdict_sentence(record)
+    near["test_top1"] = [6.0] * 3  # a model below twice chance: nothing to judge
+    assert verdict("x", "deep", "first", far, near, metric="distance", unit="px")["verdict"] == "not testable"
     table = {
         "headers": ["model", "top-1"],
         "rows": [["a", "61.0"]],

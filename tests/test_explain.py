@@ -179,3 +179,34 @@ def test_pointing_games() -> None:
     outside[7, 7] = 1.0
     assert not pointing_game(outside, mask) and energy_pointing_game(outside, mask) == 0.0
     assert energy_pointing_game(torch.ones(8, 8), mask) == pytest.approx(4 / 64)
+
+
+def test_grad_cam_from_the_package_finds_the_same_quarter() -> None:
+    from tnt_rest_lite.explain import grad_cam
+
+    torch.manual_seed(0)
+    model = _Spot()
+    saliency = grad_cam(model, torch.rand(1, 3, 32, 32), model.features, class_idx=0)
+    assert saliency.shape == (32, 32) and float(saliency.min()) >= 0.0 and float(saliency.max()) <= 1.0 + 1e-6
+    assert saliency[:14, :14].min() > saliency[18:, 18:].max()
+
+
+def test_cam_study_scores_every_model_method_and_image() -> None:
+    from tnt_rest_lite.figures import cam_study
+
+    torch.manual_seed(0)
+    model = _Spot()
+    images = torch.rand(3, 3, 32, 32)
+    masks = torch.zeros(3, 32, 32, dtype=torch.bool)
+    masks[:, :16, :16] = True  # the "object" is the quarter the class reads
+    scores, maps = cam_study(
+        {"spot": (model, model.features)}, images, torch.zeros(3, dtype=torch.long), masks, steps=8, progress=False
+    )
+    for method in ("group_cam", "grad_cam"):
+        record = scores["spot"][method]
+        assert maps["spot"][method].shape == (3, 32, 32)
+        assert record["pointing"] == [1.0, 1.0, 1.0]  # every map's maximum lies in the quarter
+        assert all(e > 0.9 for e in record["energy"])
+        assert all(d < i for d, i in zip(record["deletion"], record["insertion"], strict=True))
+    with pytest.raises(ValueError, match="Unknown saliency method"):
+        cam_study({"spot": (model, model.features)}, images, torch.zeros(3, dtype=torch.long), masks, methods=["rise"])

@@ -42,6 +42,8 @@ __all__ = [
     "mean_std",
     "format_mean_std",
     "weights_path",
+    "load_weights",
+    "trained_model",
     "Claim",
     "TableSpec",
     "TABLES",
@@ -173,7 +175,7 @@ def describe_config(name: str, config: dict[str, Any]) -> str:
         return f"dims {dims}, depths {depths}, heads {'-'.join(map(str, c['num_heads']))}, {attention}, stem stride {c['stem_stride']}"
     if "channels" in c:  # ResNet
         return (
-            f"BasicBlock ResNet, blocks {'-'.join(map(str, c['layers']))}, channels {'-'.join(map(str, c['channels']))}, "
+            f"{'BasicBlock' if c.get('block', 'basic') == 'basic' else 'Bottleneck'} ResNet, blocks {'-'.join(map(str, c['layers']))}, channels {'-'.join(map(str, c['channels']))}, "
             f"stem width {c['stem_width']}, stem stride {c['stem_stride']}"
         )
     return ", ".join(f"{k}={v}" for k, v in c.items())
@@ -260,6 +262,61 @@ def weights_path(prefix: str, name: str, seed: int, profile: Profile | None = No
     p = profile or get_profile()
     root = Path(os.environ.get(CHECKPOINTS_ENV_VAR) or ((_repo_root() or Path.cwd()) / "checkpoints"))
     return root / p.name / f"{prefix}_{name}_seed{seed}.pt"
+
+
+def load_weights(path: Path, model: nn.Module) -> nn.Module:
+    """Load the weights :func:`run_model` saved at ``path`` into ``model`` (``weights_only=True``).
+
+    A missing file is a ``FileNotFoundError``; a corrupt one a ``CheckpointError`` naming it; weights
+    of another architecture a ``KeyError`` / ``ValueError`` naming every mismatched key.
+    """
+    import torch
+
+    from .engine import CheckpointError
+    from .weights import check_state_dict
+
+    if not path.is_file():
+        raise FileNotFoundError(f"No trained weights at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated zip, bad pickle, foreign objects
+        raise CheckpointError(
+            f"Weights file {path} cannot be read (corrupt or truncated): {type(err).__name__}: {err}"
+        ) from err
+    if not isinstance(state, dict) or "model" not in state:
+        raise CheckpointError(f"Weights file {path} holds no 'model' state dict")
+    check_state_dict(model, state["model"], f"weights file {path}")
+    model.load_state_dict(state["model"])
+    return model
+
+
+def trained_model(
+    prefix: str,
+    name: str,
+    seed: int = 0,
+    profile: Profile | None = None,
+    dataset: str = "synthetic",
+    classes: int = 20,
+    progress: bool = True,
+) -> nn.Module:
+    """Model ``name`` as table ``prefix`` trained it (seed ``seed``), in eval mode.
+
+    The figure chapters explain the models the training chapters trained: their weights are read
+    from :func:`weights_path`. When they are absent (a fresh machine, another profile) the model is
+    trained here, with the table's recipe and data and a progress bar, and its weights are saved
+    for the next time. ``name`` may be outside the table's models (e.g. a ResNet trained with the
+    ResT table's recipe for a Group-CAM comparison); the recipe is still the table's.
+    """
+    p = profile or get_profile()
+    spec = table_spec(prefix)
+    path = weights_path(prefix, name, seed, p)
+    if not path.is_file():
+        print(f"no trained weights at {path.name} for profile {p.name!r}: training {name} (seed {seed}) now")
+        splits = load_splits(dataset, p)
+        classes = num_classes(splits[0])
+        run_model(name, spec.recipe, *splits, p, seeds=[seed], progress=progress, table=prefix, save_weights=prefix)
+    model = build_model(name, classes, p.image_size, p)
+    return load_weights(path, model).eval()
 
 
 def run_model(

@@ -33,6 +33,7 @@ __all__ = [
     "mean_off_diagonal",
     "gaussian_blur",
     "group_cam",
+    "grad_cam",
     "deletion_insertion",
     "pointing_game",
     "energy_pointing_game",
@@ -215,6 +216,29 @@ def group_cam(
     finally:
         model.zero_grad(set_to_none=True)
         model.train(was_training)
+
+
+def grad_cam(model: nn.Module, image: torch.Tensor, target_layer: nn.Module, class_idx: int) -> torch.Tensor:
+    """Grad-CAM of ``image`` ``(1, 3, H, W)`` for ``class_idx`` from the ``grad-cam`` package: ``(H, W)`` in [0, 1].
+
+    The reference implementation Group-CAM is compared with (``pytorch_grad_cam.GradCAM`` on a
+    ``(B, C, h, w)`` layer, its output upsampled to the input and min-max normalised by the package).
+    """
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    was_training = model.training
+    model.eval()
+    try:
+        with GradCAM(model=model, target_layers=[target_layer]) as cam:
+            # an input that requires grad lets the hook see gradients even at a parameter-free layer
+            out = cam(
+                input_tensor=image.detach().clone().requires_grad_(True), targets=[ClassifierOutputTarget(class_idx)]
+            )
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+    return torch.from_numpy(out[0]).float()
 
 
 @torch.no_grad()

@@ -77,6 +77,7 @@ _FULL_OVERRIDES: dict[str, dict[str, Any]] = {
     "rest_lite_mini": {"stem_stride": 4},
     "rest_lite_msa_mini": {"stem_stride": 4},
     "resnet18_mini": {"stem_stride": 4},
+    "resnet50_mini": {"stem_stride": 4},
 }
 
 PROFILES: dict[str, Profile] = {

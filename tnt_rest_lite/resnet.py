@@ -1,4 +1,7 @@
-"""ResNet-18, the baseline of ResT's ablation (supplement A.4), adapted to small images as ResT is.
+"""ResNet-18 and ResNet-50, the baselines of ResT's supplement, adapted to small images as ResT is.
+
+ResNet-18 is ResT-Lite's opponent in the ablation (supplement A.4); ResNet-50 is the CNN whose
+Group-CAM heatmaps the supplement draws beside ResT-Lite's (Fig. 2).
 
 The network is timm's ``ResNet`` with ``BasicBlock`` and two blocks per stage (ResNet-18); only
 two things change for the small-scale runs, and both change ResT the same way:
@@ -24,14 +27,15 @@ from torch import nn
 from .interface import build, mini_cfg
 from .registry import register_model
 
-__all__ = ["ResNetConfig", "build_resnet", "resnet18_mini"]
+__all__ = ["ResNetConfig", "build_resnet", "resnet18_mini", "resnet50_mini"]
 
 
 @dataclass(frozen=True)
 class ResNetConfig:
-    """A timm ResNet with BasicBlocks; defaults: ResNet-18 at half width for 32 px images."""
+    """A timm ResNet; defaults: ResNet-18 (BasicBlocks) at half width for 32 px images."""
 
     in_chans: int = 3
+    block: str = "basic"  # "basic" (ResNet-18/34) or "bottleneck" (ResNet-50: 4x wider block outputs)
     num_classes: int = 20
     layers: tuple[int, int, int, int] = (2, 2, 2, 2)  # blocks per stage (ResNet-18)
     channels: tuple[int, int, int, int] = (32, 64, 128, 256)  # ResNet-18: 64-128-256-512
@@ -42,14 +46,17 @@ class ResNetConfig:
 
 def build_resnet(config: ResNetConfig) -> nn.Module:
     """timm's ``ResNet`` from ``config``; the config is kept as ``model.config``."""
-    from timm.models.resnet import BasicBlock, ResNet
+    from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
+    blocks = {"basic": BasicBlock, "bottleneck": Bottleneck}
+    if config.block not in blocks:
+        raise ValueError(f"Unknown ResNet block '{config.block}'; expected one of {', '.join(blocks)}")
     if config.stem_stride not in (2, 4):
         raise ValueError(
             f"the ResNet stem has output stride 4 (as published) or 2 (small images), got {config.stem_stride}"
         )
     model = ResNet(
-        BasicBlock,
+        blocks[config.block],
         list(config.layers),
         num_classes=config.num_classes,
         in_chans=config.in_chans,
@@ -66,7 +73,10 @@ def build_resnet(config: ResNetConfig) -> nn.Module:
 
 
 default_cfgs = generate_default_cfgs(
-    {"resnet18_mini": mini_cfg(fixed_input_size=False, first_conv="conv1", classifier="fc")}
+    {
+        name: mini_cfg(fixed_input_size=False, first_conv="conv1", classifier="fc")
+        for name in ("resnet18_mini", "resnet50_mini")
+    }
 )
 
 
@@ -74,3 +84,10 @@ default_cfgs = generate_default_cfgs(
 def resnet18_mini(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     """ResNet-18 (timm) at half width with a stride-2 stem for 32 px images: channels 32-64-128-256, 20 classes."""
     return build(build_resnet, ResNetConfig(), "resnet18_mini", pretrained, **kwargs)
+
+
+@register_model
+def resnet50_mini(pretrained: bool = False, **kwargs: Any) -> nn.Module:
+    """ResNet-50 (timm, bottleneck blocks 3-4-6-3) at half width with a stride-2 stem for 32 px images, 20 classes."""
+    config = ResNetConfig(block="bottleneck", layers=(3, 4, 6, 3))
+    return build(build_resnet, config, "resnet50_mini", pretrained, **kwargs)

@@ -24,8 +24,10 @@ Parameter names follow the authors' code (``stem.conv1``, ``stage1.0.attn.sr``,
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,6 +50,8 @@ __all__ = [
     "paper_convention_flops",
     "MIN_IMAGE_SIZE",
     "attention_geometry",
+    "load_authors_checkpoint",
+    "AUTHORS_REPOSITORY",
     "rest_lite",
     "rest_lite_msa",
     "rest_small",
@@ -481,6 +485,40 @@ default_cfgs = generate_default_cfgs(
         "rest_lite_msa_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
     }
 )
+
+
+# The authors publish their ImageNet checkpoints in a Google Drive folder linked from this README
+# (no release assets, so nothing to fetch by URL here; on Colab `gdown --folder <link>` downloads it).
+AUTHORS_REPOSITORY = "https://github.com/wofmanaf/ResT"
+_AUTHORS_VARIANTS = ("rest_lite", "rest_small", "rest_base", "rest_large")
+
+
+def load_authors_checkpoint(name: str, path: str | os.PathLike[str] | None) -> ResT:
+    """ResT ``name`` with the authors' ImageNet weights read from ``path`` (their ``.pth`` file).
+
+    The checkpoint is a raw state dict whose keys match ours (a ``{"model": state_dict}`` wrapper is
+    accepted too); it is read with ``weights_only=True`` and checked key by key. Without the file,
+    the error names where to download it.
+    """
+    from .registry import create_model
+    from .weights import check_state_dict
+
+    if name not in _AUTHORS_VARIANTS:
+        raise ValueError(f"The authors publish checkpoints of {', '.join(_AUTHORS_VARIANTS)}; got '{name}'")
+    if path is None or not Path(path).is_file():
+        where = f" at {path}" if path is not None else ""
+        raise FileNotFoundError(
+            f"The authors' {name} checkpoint is not on disk{where}. Download it from the Google Drive folder "
+            f"linked in the README of {AUTHORS_REPOSITORY} (on Colab: pip install gdown, then gdown --folder <link>) "
+            "and pass the path of the .pth file"
+        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = state["model"]
+    model = create_model(name)
+    check_state_dict(model, state, f"checkpoint {path}")
+    model.load_state_dict(state)
+    return model
 
 
 def _create(variant: str, base: ResTConfig, pretrained: bool, **kwargs: Any) -> ResT:

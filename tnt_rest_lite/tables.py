@@ -8,6 +8,7 @@ Verdicts on the papers' trends are computed from the numbers, never written by h
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -137,12 +138,21 @@ def welch_interval(
 
 
 def verdict(
-    claim: str, better: str, worse: str, better_summary: Mapping[str, Any], worse_summary: Mapping[str, Any]
+    claim: str,
+    better: str,
+    worse: str,
+    better_summary: Mapping[str, Any],
+    worse_summary: Mapping[str, Any],
+    metric: str = "test_top1",
+    unit: str = "points",
 ) -> dict[str, Any]:
     """Does ``better`` beat ``worse`` in test top-1 at our scale, as the paper claims? A record.
 
     From the seeds' test top-1 (``summary["test_top1"]``): the difference of the means and its
-    95 % Welch-t interval, and one of :data:`VERDICTS`:
+    95 % Welch-t interval, and one of :data:`VERDICTS`. Another per-seed measurement of the same
+    models (e.g. the share of attention on the object) is judged the same way with ``metric``
+    naming its key (``unit`` names its unit in the sentence); testability still reads the models'
+    test top-1.
 
     * ``not testable``: either model below twice chance (it has learnt too little to compare);
     * ``holds``: the interval lies above 0; ``reversed``: below 0;
@@ -152,12 +162,13 @@ def verdict(
     ``better_top1, worse_top1, chance_top1, confidence, method, note``); :func:`verdict_sentence`
     renders it.
     """
-    a, b = list(better_summary["test_top1"]), list(worse_summary["test_top1"])
+    a, b = list(better_summary[metric]), list(worse_summary[metric])
     chance = float(better_summary.get("chance_top1", 0.0))
+    top1 = [statistics.fmean(s["test_top1"]) for s in (better_summary, worse_summary) if "test_top1" in s]
     diff = sum(a) / len(a) - sum(b) / len(b)
     low = high = None
     note = ""
-    if min(sum(a) / len(a), sum(b) / len(b)) < 2 * chance:
+    if top1 and min(top1) < 2 * chance:
         outcome = "not testable"
         note = f"a model is below twice chance ({2 * chance:.0f} %)"
     elif min(len(a), len(b)) < 2:
@@ -181,16 +192,22 @@ def verdict(
         "worse_top1": b,
         "chance_top1": chance,
         "confidence": CONFIDENCE,
-        "method": "Welch's t on the seeds' test top-1",
+        "metric": metric,
+        "unit": unit,
+        "method": "Welch's t on the seeds' test top-1"
+        if metric == "test_top1"
+        else f"Welch's t on the seeds' {metric}",
         "note": note,
     }
 
 
 def verdict_sentence(record: Mapping[str, Any]) -> str:
     """The sentence a chapter prints for a :func:`verdict` record (markdown)."""
-    diff = f"{record['diff']:+.1f} points"
+    unit = record.get("unit", "points")
+    d = 1 if unit in ("points", "px") else 3  # percentages and pixels to 0.1; similarities to 0.001
+    diff = f"{record['diff']:+.{d}f}" + (f" {unit}" if unit else "")
     if record["ci_low"] is not None:
-        interval = f", {record['confidence']:.0%} CI [{record['ci_low']:+.1f}, {record['ci_high']:+.1f}]"
+        interval = f", {record['confidence']:.0%} CI [{record['ci_low']:+.{d}f}, {record['ci_high']:+.{d}f}]"
     else:
         interval = ""
     note = f"; {record['note']}" if record.get("note") else ""

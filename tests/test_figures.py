@@ -1,0 +1,122 @@
+"""The figure measurements: which blocks, which maps, and the numbers drawn beside them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tnt_rest_lite import create_model, experiments
+from tnt_rest_lite.figures import (
+    attention_measures,
+    block_indices,
+    class_token_maps,
+    emsa_head_similarity,
+    mask_share,
+    outer_attention,
+)
+from tnt_rest_lite.profiles import PROFILES
+
+
+def test_block_indices_are_the_supplements_blocks() -> None:
+    assert block_indices(12) == [0, 5, 11]  # blocks 1, 6 and 12, as TNT's Fig. 1 shows
+    assert block_indices(4) == [0, 1, 3]
+    assert block_indices(2) == [0, 1] and block_indices(5, count=5) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("name", ["deit_s_mini", "tnt_s_mini"])
+def test_outer_attention_is_one_row_stochastic_map_per_block(name: str) -> None:
+    torch.manual_seed(0)
+    model = create_model(name).eval()
+    maps = outer_attention(model, torch.randn(2, 3, 32, 32))
+    assert len(maps) == model.config.depth
+    heads = model.config.num_heads if name.startswith("deit") else model.config.outer_heads
+    assert all(a.shape == (2, heads, 17, 17) for a in maps)  # class token + 4x4 patches
+    assert all(torch.allclose(a.sum(-1), torch.ones(2, heads, 17)) for a in maps)
+    measures = attention_measures(maps, patch_size=8)
+    assert len(measures["distance"]) == len(maps) and len(measures["distance"][0]) == heads
+    # a key one patch away is 8 px; the farthest patch of a 4x4 grid of 8 px patches is 3*sqrt(2)*8 px
+    assert all(0 < d < 3 * 2**0.5 * 8 for block in measures["distance"] for d in block)
+    assert all(0 < e <= torch.log(torch.tensor(17.0)) + 1e-5 for block in measures["entropy"] for e in block)
+    with pytest.raises(ValueError, match="no outer attention"):
+        outer_attention(create_model("rest_lite_mini").eval(), torch.randn(1, 3, 32, 32))
+
+
+def test_class_token_maps_and_rollout_on_hand_made_maps() -> None:
+    # two blocks, one head, class token + 4 patches; block 1: the class token looks at patch 1 only
+    a1 = torch.eye(5)[None, None].clone()
+    a1[0, 0, 0] = torch.tensor([0.0, 1.0, 0.0, 0.0, 0.0])
+    a2 = torch.full((1, 1, 5, 5), 0.2)  # uniform
+    maps = class_token_maps([a1, a2])
+    assert torch.allclose(maps["block1"].flatten(), torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert torch.allclose(maps["block2"].flatten(), torch.full((4,), 0.25))
+    # rollout: (0.5 A2 + 0.5 I)(0.5 A1 + 0.5 I); class-token row over the patches, renormalised
+    eye = torch.eye(5)
+    r = (0.5 * a2[0, 0] + 0.5 * eye) @ (0.5 * a1[0, 0] + 0.5 * eye)
+    expected = r[0, 1:] / r[0, 1:].sum()
+    assert torch.allclose(maps["rollout"].flatten(), expected)
+    assert all(torch.allclose(m.flatten(1).sum(-1), torch.ones(1)) for m in maps.values())
+
+
+def test_mask_share_baseline_and_extremes() -> None:
+    mask = torch.zeros(1, 8, 8, dtype=torch.bool)
+    mask[0, :4, :4] = True  # the object fills the top-left patch of a 2x2 grid
+    uniform = torch.full((1, 2, 2), 0.25)
+    inside = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
+    outside = torch.tensor([[[0.0, 0.5], [0.5, 0.0]]])
+    assert mask_share(uniform, mask).item() == pytest.approx(0.25)  # the object's area fraction
+    assert mask_share(inside, mask).item() == pytest.approx(1.0)
+    assert mask_share(outside, mask).item() == pytest.approx(0.0)
+
+
+def test_emsa_head_similarity_covers_every_multi_head_block() -> None:
+    torch.manual_seed(0)
+    model = create_model("rest_lite_mini").eval()
+    sims = emsa_head_similarity(model, torch.randn(2, 3, 32, 32))
+    assert sorted(sims) == [f"stage{s}.{i}" for s in (2, 3, 4) for i in (0, 1)]  # stage 1 has one head
+    for block, steps in sims.items():
+        heads = model.config.num_heads[int(block[5]) - 1]
+        for key in ("scores", "transformed", "attn"):
+            assert steps[key].shape == (heads, heads)
+            assert torch.allclose(steps[key].diagonal(), torch.ones(heads), atol=1e-5)
+
+
+def test_trained_model_loads_saved_weights_and_names_a_mismatch(tmp_path, monkeypatch) -> None:
+    from tnt_rest_lite.engine import CheckpointError, save_checkpoint
+
+    monkeypatch.setenv(experiments.CHECKPOINTS_ENV_VAR, str(tmp_path))
+    p = PROFILES["ci"]
+    torch.manual_seed(1)
+    source = create_model("deit_s_mini")
+    save_checkpoint(experiments.weights_path("tnt_table1", "deit_s_mini", 0, p), {"model": source.state_dict()})
+    loaded = experiments.trained_model("tnt_table1", "deit_s_mini", 0, p)
+    assert not loaded.training
+    assert all(
+        torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values(), strict=True)
+    )
+    # weights of another model under this name: every mismatched key is named
+    save_checkpoint(experiments.weights_path("tnt_table1", "tnt_s_mini", 0, p), {"model": source.state_dict()})
+    with pytest.raises(KeyError, match="missing keys .*pixel_embed"):
+        experiments.trained_model("tnt_table1", "tnt_s_mini", 0, p)
+    bad = experiments.weights_path("tnt_table1", "deit_s_mini", 1, p)
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        experiments.trained_model("tnt_table1", "deit_s_mini", 1, p)
+
+
+def test_the_authors_rest_checkpoint_loads_and_fails_clearly(tmp_path) -> None:
+    from tnt_rest_lite.rest import AUTHORS_REPOSITORY, load_authors_checkpoint
+
+    torch.manual_seed(0)
+    source = create_model("rest_lite")
+    raw, wrapped = tmp_path / "rest_lite.pth", tmp_path / "wrapped.pth"
+    torch.save(source.state_dict(), raw)
+    torch.save({"model": source.state_dict(), "epoch": 300}, wrapped)
+    for path in (raw, wrapped):
+        loaded = load_authors_checkpoint("rest_lite", path)
+        assert torch.equal(loaded.head.weight, source.head.weight)
+    with pytest.raises(KeyError, match="does not match"):
+        load_authors_checkpoint("rest_small", raw)  # Lite's weights in Small: stage 3 has more blocks
+    with pytest.raises(FileNotFoundError, match=f"Google Drive folder linked in the README of {AUTHORS_REPOSITORY}"):
+        load_authors_checkpoint("rest_lite", None)
+    with pytest.raises(ValueError, match="rest_lite, rest_small, rest_base, rest_large; got 'rest_lite_mini'"):
+        load_authors_checkpoint("rest_lite_mini", raw)

@@ -1,0 +1,332 @@
+"""The supplements' figures, measured: attention between patches, class-token attention, EMSA heads.
+
+Each figure of the supplements makes a qualitative claim; this module turns it into numbers and
+draws the figure from the same tensors, so the picture and the number cannot disagree:
+
+* **TNT Fig. 1** (attention between patches, DeiT vs TNT): :func:`outer_attention` captures the
+  outer (patch-level) attention of every block; :func:`attention_measures` gives the mean attention
+  distance and the entropy of every head; :func:`plot_patch_attention` draws the maps.
+* **TNT Fig. 2** (class token to the image): :func:`class_token_maps` (last block and attention
+  rollout) and :func:`mask_share`, the share of the class token's attention inside the object;
+  :func:`plot_class_attention` overlays the maps on the images.
+* **ResT Fig. 1** (diversity of EMSA heads): :func:`emsa_head_similarity` compares heads before
+  the 1x1 convolution, after it and after IN(softmax(.)); :func:`plot_head_similarity` draws them.
+
+The attention maps come from :func:`tnt_rest_lite.layers.capture_attention` (one attention
+implementation for every model) and the measures from :mod:`tnt_rest_lite.explain`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .explain import (
+    attention_entropy,
+    attention_rollout,
+    deletion_insertion,
+    energy_pointing_game,
+    grad_cam,
+    group_cam,
+    head_similarity,
+    mean_attention_distance,
+    mean_off_diagonal,
+    pointing_game,
+)
+from .layers import capture_attention
+
+__all__ = [
+    "block_indices",
+    "outer_attention",
+    "attention_measures",
+    "class_token_maps",
+    "mask_share",
+    "emsa_head_similarity",
+    "attention_study",
+    "cam_study",
+    "CAM_METHODS",
+    "denormalise",
+    "plot_patch_attention",
+    "plot_class_attention",
+    "plot_head_similarity",
+    "plot_block_similarity",
+]
+
+# the outer (patch-level) attention of a block: DeiT's blocks.{i}.attn, TNT's blocks.{i}.outer.attn
+_OUTER = re.compile(r"^blocks\.(\d+)\.(?:outer\.)?attn$")
+
+
+def block_indices(depth: int, count: int = 3) -> list[int]:
+    """Shallow, middle and deep blocks (0-based): 1, 6, 12 of 12 blocks; evenly spaced for others.
+
+    ``count`` blocks from the first to the last; the middle one rounds down, as 6 of 1-12 does.
+    """
+    if count < 2 or depth < count:
+        return list(range(depth))
+    step = (depth - 1) / (count - 1)
+    # the middle of 12 blocks is index 5.5: the supplement shows block 6 (index 5), so halves round down
+    return [math.floor(i * step + 0.5 - 1e-9) for i in range(count)]
+
+
+@torch.no_grad()
+def outer_attention(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
+    """The outer attention probabilities of every block of a DeiT or TNT: ``(B, heads, N, N)`` each.
+
+    ``N`` counts the class token first, then the patches in raster order.
+    """
+    with capture_attention(model) as maps:
+        model(images)
+    found = {int(m.group(1)): maps[name]["attn"] for name in maps if (m := _OUTER.match(name))}
+    if not found:
+        raise ValueError(f"{type(model).__name__} has no outer attention 'blocks.<i>.attn' / 'blocks.<i>.outer.attn'")
+    return [found[i] for i in sorted(found)]
+
+
+def attention_measures(maps: Sequence[torch.Tensor], patch_size: float) -> dict[str, list[list[float]]]:
+    """Per block and head: mean attention distance (pixels, patch-to-patch) and entropy (nats).
+
+    ``maps`` are :func:`outer_attention`'s; the distance uses the patch centres (ViT's Fig. 7),
+    the entropy the full rows (class token included). Returns ``{"distance", "entropy"}``, each a
+    list over blocks of per-head values.
+    """
+    return {
+        "distance": [mean_attention_distance(a, patch_size).tolist() for a in maps],
+        "entropy": [attention_entropy(a).tolist() for a in maps],
+    }
+
+
+def class_token_maps(maps: Sequence[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The class token's attention to the patches, ``(B, g, g)``, heads averaged, rows summing to 1.
+
+    ``"block<k>"`` for every block (1-based) and ``"rollout"``: attention rollout through all the
+    blocks (Abnar & Zuidema: ``0.5 A + 0.5 I``, rows renormalised, multiplied in order).
+    """
+    out = {}
+    n = maps[0].shape[-1] - 1
+    grid = int(round(n**0.5))
+    for k, attn in enumerate(maps, start=1):
+        row = attn.mean(1)[:, 0, 1:]
+        out[f"block{k}"] = (row / row.sum(-1, keepdim=True)).reshape(-1, grid, grid)
+    rolled = attention_rollout(list(maps))[:, 0, 1:]
+    out["rollout"] = (rolled / rolled.sum(-1, keepdim=True)).reshape(-1, grid, grid)
+    return out
+
+
+def mask_share(patch_maps: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Share of each map's mass that falls inside the object: ``(B, g, g)``, ``(B, H, W)`` -> ``(B,)``.
+
+    Each patch counts with the fraction of its pixels inside the mask, so a map spread evenly over
+    the image scores the object's area fraction (:func:`mask_share` of a uniform map), the baseline.
+    """
+    grid = patch_maps.shape[-1]
+    cover = F.adaptive_avg_pool2d(masks.float()[:, None], grid)[:, 0]  # fraction of each patch inside
+    mass = patch_maps.flatten(1)
+    return (mass * cover.flatten(1)).sum(1) / mass.sum(1)
+
+
+def attention_study(
+    models: Mapping[str, Sequence[nn.Module]], images: torch.Tensor, masks: torch.Tensor, patch_size: float
+) -> dict[str, list[dict[str, Any]]]:
+    """TNT's Figs. 1-2 as numbers, for every model label and every seed's model.
+
+    Per model: the mean attention distance and the entropy of every head of every block
+    (:func:`attention_measures`), and the share of the class token's attention inside the object
+    for every block and for the rollout (:func:`mask_share`, mean over ``images``). Returns
+    ``{label: [per-seed {"distance", "entropy", "mask_share"}]}``, JSON-ready.
+    """
+    out: dict[str, list[dict[str, Any]]] = {}
+    for label, seeds in models.items():
+        out[label] = []
+        for model in seeds:
+            maps = outer_attention(model, images)
+            measures = attention_measures(maps, patch_size)
+            shares = {k: float(mask_share(v, masks).mean()) for k, v in class_token_maps(maps).items()}
+            out[label].append({**measures, "mask_share": shares})
+    return out
+
+
+CAM_METHODS = ("group_cam", "grad_cam")
+
+
+def cam_study(
+    models: Mapping[str, tuple[nn.Module, nn.Module]],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor,
+    methods: Sequence[str] = CAM_METHODS,
+    steps: int = 16,
+    progress: bool = True,
+) -> tuple[dict[str, dict[str, dict[str, list[float]]]], dict[str, dict[str, torch.Tensor]]]:
+    """ResT's Fig. 2 as numbers: saliency maps of every model and method, scored on every image.
+
+    ``models``: label -> ``(model, target_layer)``. Each image is explained for its true class by
+    Group-CAM (:func:`tnt_rest_lite.explain.group_cam`) and Grad-CAM (the ``grad-cam`` package), and
+    each map scored by deletion and insertion AUC (``steps`` steps), the pointing game and the
+    energy-based pointing game against the object mask. Returns the per-image scores
+    ``{label: {method: {"deletion", "insertion", "pointing", "energy"}}}`` and the maps
+    ``{label: {method: (B, H, W)}}``.
+    """
+    from tqdm.auto import tqdm
+
+    explainers = {"group_cam": group_cam, "grad_cam": grad_cam}
+    unknown = [m for m in methods if m not in explainers]
+    if unknown:
+        raise ValueError(f"Unknown saliency method(s) {unknown}; expected some of {', '.join(explainers)}")
+    scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    saliency: dict[str, dict[str, torch.Tensor]] = {}
+    jobs = [(label, method) for label in models for method in methods]
+    for label, method in tqdm(jobs, desc="saliency maps", disable=not progress):
+        model, layer = models[label]
+        record = {"deletion": [], "insertion": [], "pointing": [], "energy": []}
+        maps = []
+        for i in range(len(images)):
+            x, c, mask = images[i : i + 1], int(labels[i]), masks[i]
+            s = explainers[method](model, x, layer, class_idx=c)
+            maps.append(s)
+            record["deletion"].append(deletion_insertion(model, x, s, c, "deletion", steps)[0])
+            record["insertion"].append(deletion_insertion(model, x, s, c, "insertion", steps)[0])
+            record["pointing"].append(float(pointing_game(s, mask)))
+            record["energy"].append(energy_pointing_game(s, mask))
+        scores.setdefault(label, {})[method] = record
+        saliency.setdefault(label, {})[method] = torch.stack(maps)
+    return scores, saliency
+
+
+@torch.no_grad()
+def emsa_head_similarity(model: nn.Module, images: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+    """Head-by-head cosine similarity of every EMSA block with more than one head.
+
+    For each such block (``stage<s>.<i>.attn``) the three maps of the authors' order, scores
+    :math:`QK^T/\\sqrt{d_k}` (``"scores"``), after the 1x1 convolution across heads
+    (``"transformed"``) and after instance norm of the softmax (``"attn"``), each head's map
+    flattened and compared with every other head's, averaged over ``images``:
+    ``{block: {"scores" | "transformed" | "attn": (heads, heads)}}``.
+    """
+    with capture_attention(model) as maps:
+        model(images)
+    out = {}
+    for name, block_maps in maps.items():
+        if "transformed" not in block_maps or block_maps["scores"].shape[1] < 2:
+            continue
+        out[name.removesuffix(".attn")] = {k: head_similarity(block_maps[k]) for k in ("scores", "transformed", "attn")}
+    return out
+
+
+def denormalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """Normalised ``(B, 3, H, W)`` images back to ``[0, 1]`` ``(B, H, W, 3)`` for drawing."""
+    m = torch.tensor(mean).view(1, 3, 1, 1)
+    s = torch.tensor(std).view(1, 3, 1, 1)
+    return (images * s + m).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+# ---- drawing -----------------------------------------------------------------------------------
+
+
+def plot_patch_attention(
+    maps: Mapping[str, Sequence[torch.Tensor]], blocks: Sequence[int], image_index: int = 0, head: int | None = None
+) -> Any:
+    """Patch-to-patch attention, one row per model, one column per block (TNT supplement Fig. 1).
+
+    ``maps``: model label -> :func:`outer_attention` output. Heads are averaged unless ``head`` is
+    given. The class token's row and column are left out; rows are renormalised over the patches.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(maps), len(blocks), figsize=(2.6 * len(blocks), 2.6 * len(maps)), squeeze=False)
+    for r, (label, model_maps) in enumerate(maps.items()):
+        for c, b in enumerate(blocks):
+            attn = model_maps[b][image_index]
+            attn = attn.mean(0) if head is None else attn[head]
+            patches = attn[1:, 1:] / attn[1:, 1:].sum(-1, keepdim=True)
+            ax = axes[r, c]
+            ax.imshow(patches.numpy(), cmap="viridis")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{label}, block {b + 1}", fontsize=8)
+            if c == 0:
+                ax.set_ylabel("query patch", fontsize=8)
+            if r == len(maps) - 1:
+                ax.set_xlabel("key patch", fontsize=8)
+    fig.suptitle("Attention between patches" + ("" if head is None else f" (head {head})"), fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_class_attention(
+    images: torch.Tensor, overlays: Mapping[str, torch.Tensor], masks: torch.Tensor | None = None
+) -> Any:
+    """Each image, then every map of ``overlays`` (label -> ``(B, g, g)``) upsampled over it (TNT Fig. 2).
+
+    ``images`` are ``(B, H, W, 3)`` in ``[0, 1]`` (:func:`denormalise`); the object's outline is
+    drawn when ``masks`` are given.
+    """
+    import matplotlib.pyplot as plt
+
+    b, h = images.shape[0], images.shape[1]
+    cols = 1 + len(overlays)
+    fig, axes = plt.subplots(b, cols, figsize=(1.9 * cols, 1.9 * b), squeeze=False)
+    for i in range(b):
+        axes[i, 0].imshow(images[i].numpy())
+        if i == 0:
+            axes[i, 0].set_title("image", fontsize=8)
+        for c, (label, maps) in enumerate(overlays.items(), start=1):
+            up = F.interpolate(maps[i][None, None], size=(h, h), mode="bilinear", align_corners=False)[0, 0]
+            axes[i, c].imshow(images[i].numpy())
+            axes[i, c].imshow(up.numpy(), cmap="jet", alpha=0.5)
+            if i == 0:
+                axes[i, c].set_title(label, fontsize=8)
+        for c in range(cols):
+            if masks is not None:
+                axes[i, c].contour(masks[i].float().numpy(), levels=[0.5], colors="white", linewidths=0.6)
+            axes[i, c].set_xticks([])
+            axes[i, c].set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+_STEP_LABELS = {"scores": "scores QKᵀ/√d", "transformed": "after the 1×1 conv", "attn": "after IN(softmax)"}
+
+
+def plot_head_similarity(similarity: Mapping[str, torch.Tensor], title: str = "") -> Any:
+    """The three head-by-head cosine-similarity matrices of one EMSA block (ResT supplement Fig. 1)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.1))
+    for ax, key in zip(axes, ("scores", "transformed", "attn"), strict=True):
+        matrix = similarity[key]
+        image = ax.imshow(matrix.numpy(), cmap="viridis", vmin=-1, vmax=1)
+        ax.set_title(f"{_STEP_LABELS[key]}\nmean off-diagonal {mean_off_diagonal(matrix):.2f}", fontsize=8)
+        ax.set_xlabel("head", fontsize=8)
+        ax.set_ylabel("head", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def plot_block_similarity(summaries: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Any:
+    """Mean off-diagonal head similarity per EMSA block at the three steps, one panel per model state.
+
+    ``summaries``: label (e.g. "trained", "untrained") -> block -> step -> value.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summaries), figsize=(4.6 * len(summaries), 3.2), squeeze=False, sharey=True)
+    for ax, (label, blocks) in zip(axes[0], summaries.items(), strict=True):
+        names = list(blocks)
+        x = torch.arange(len(names)).float()
+        for k, key in enumerate(("scores", "transformed", "attn")):
+            ax.bar(x + (k - 1) * 0.27, [blocks[n][key] for n in names], width=0.27, label=_STEP_LABELS[key])
+        ax.set_xticks(x.tolist(), names, rotation=45, fontsize=7)
+        ax.set_title(label, fontsize=9)
+        ax.axhline(0, color="black", linewidth=0.5)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].set_ylabel("mean off-diagonal cosine similarity")
+    axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
