@@ -300,6 +300,7 @@ def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None
     )
     found = stored_searches(["resnet18_mini", "rest_lite_mini"], "ci")
     assert list(found) == ["resnet18_mini"]
+    assert stored_searches(["resnet18_mini"], "ci", recipe_name="deit") == {}  # searched under the resnet recipe only
     lines = describe_searches(found).split("\n")
     assert "| 0.2 |" in lines[2] and "| 0.05 |" in lines[3]
 

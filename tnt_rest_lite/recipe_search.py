@@ -103,16 +103,25 @@ def plot_search(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def stored_searches(models: list[str] | tuple[str, ...], profile: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """The stored searches (``recipe_search_<model>``) of ``models`` in the profile's store; absent ones are left out."""
+def stored_searches(
+    models: list[str] | tuple[str, ...], profile: str | None = None, recipe_name: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The stored searches (``recipe_search_<model>``) of ``models`` in the profile's store.
+
+    With ``recipe_name`` only the runs of that recipe are kept (a model may be searched under both
+    recipes, e.g. ResT-Lite for chapter 05's and chapter 06's); models without runs are left out.
+    """
     from . import results
 
     found = {}
     for model in models:
         try:
-            found[model] = results.load_json(f"recipe_search_{model}", profile)["data"]
+            runs = results.load_json(f"recipe_search_{model}", profile)["data"]
         except FileNotFoundError:
             continue
+        runs = [r for r in runs if recipe_name is None or r["recipe"] == recipe_name]
+        if runs:
+            found[model] = runs
     return found
 
 
