@@ -21,7 +21,7 @@ from .engine import seed_everything, train
 from .experiments import build_model, recipe
 from .profiles import ENV_VAR, Profile, get_profile
 
-__all__ = ["search", "stored_searches", "describe_searches", "plot_search", "main"]
+__all__ = ["search", "stored_searches", "describe_searches", "searches_report", "plot_search", "main"]
 
 
 def search(
@@ -103,16 +103,25 @@ def plot_search(rows: list[dict[str, Any]]) -> Any:
     return fig
 
 
-def stored_searches(models: list[str] | tuple[str, ...], profile: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """The stored searches (``recipe_search_<model>``) of ``models`` in the profile's store; absent ones are left out."""
+def stored_searches(
+    models: list[str] | tuple[str, ...], profile: str | None = None, recipe_name: str | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """The stored searches (``recipe_search_<model>``) of ``models`` in the profile's store.
+
+    With ``recipe_name`` only the runs of that recipe are kept (a model may be searched under both
+    recipes, e.g. ResT-Lite for chapter 05's and chapter 06's); models without runs are left out.
+    """
     from . import results
 
     found = {}
     for model in models:
         try:
-            found[model] = results.load_json(f"recipe_search_{model}", profile)["data"]
+            runs = results.load_json(f"recipe_search_{model}", profile)["data"]
         except FileNotFoundError:
             continue
+        runs = [r for r in runs if recipe_name is None or r["recipe"] == recipe_name]
+        if runs:
+            found[model] = runs
     return found
 
 
@@ -137,6 +146,27 @@ def describe_searches(searches: dict[str, list[dict[str, Any]]]) -> str:
             )
     headers = ["model", "recipe", "batch", "lr", "epochs", "training images", "val top-1", "img/s"]
     return markdown_table(headers, rows)
+
+
+def searches_report(
+    models: list[str] | tuple[str, ...], recipe_name: str, profile: str | None = None
+) -> tuple[str, list[Any]]:
+    """What a training chapter shows of its recipe search: markdown and one curve figure per model.
+
+    The stored searches of ``models`` under ``recipe_name`` (:func:`stored_searches`) as a table,
+    best first, and a line naming the models without one (their recipe is the profile's default).
+    """
+    from .profiles import get_profile
+
+    searches = stored_searches(models, profile, recipe_name)
+    missing = [m for m in models if m not in searches]
+    parts = [describe_searches(searches)] if searches else []
+    if missing:
+        parts.append(
+            f"No `{recipe_name}` search stored for {', '.join(f'`{m}`' for m in missing)} in profile "
+            f"`{get_profile(profile).name}`: their recipe is the profile's default."
+        )
+    return "\n\n".join(parts), [plot_search(rows) for rows in searches.values()]
 
 
 def main(argv: list[str] | None = None) -> int:
