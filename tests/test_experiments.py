@@ -290,10 +290,18 @@ def test_verdict_and_results_markdown() -> None:
 
 def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None:
     from tnt_rest_lite import results
-    from tnt_rest_lite.recipe_search import describe_searches, stored_searches
+    from tnt_rest_lite.recipe_search import describe_searches, searches_report, stored_searches
 
     monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
-    run = {"recipe": "resnet", "batch_size": 64, "epochs": 2, "train_samples": 100, "train_images_per_s": 10.0}
+    run = {
+        "recipe": "resnet",
+        "batch_size": 64,
+        "epochs": 2,
+        "train_samples": 100,
+        "train_images_per_s": 10.0,
+        "model": "resnet18_mini",
+        "val_top1": [20.0, 30.0],
+    }
     results.save_json(
         "recipe_search_resnet18_mini",
         [{**run, "lr": 0.05, "final_val_top1": 30.0}, {**run, "lr": 0.2, "final_val_top1": 40.0}],
@@ -301,6 +309,11 @@ def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None
     found = stored_searches(["resnet18_mini", "rest_lite_mini"], "ci")
     assert list(found) == ["resnet18_mini"]
     assert stored_searches(["resnet18_mini"], "ci", recipe_name="deit") == {}  # searched under the resnet recipe only
+    report, figures = searches_report(["resnet18_mini", "rest_lite_mini"], "resnet", "ci")
+    assert report.startswith("| model |") and report.endswith(
+        "No `resnet` search stored for `rest_lite_mini` in profile `ci`: their recipe is the profile's default."
+    )
+    assert len(figures) == 1
     lines = describe_searches(found).split("\n")
     assert "| 0.2 |" in lines[2] and "| 0.05 |" in lines[3]
 

@@ -359,8 +359,11 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return path
 
 
-def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, model: nn.Module | None = None, require_format: bool = True) -> dict[str, Any]:
     """Read a checkpoint with ``weights_only=True``; check it against ``model`` if given.
+
+    ``require_format=False`` also accepts a weights-only file, ``{"model": state_dict}`` (the trained
+    weights the experiments keep for the figure chapters), which has no training state to resume.
 
     Raises:
         FileNotFoundError: no file at ``path``.
@@ -380,7 +383,9 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None) -> dict[st
             f"Checkpoint {path} cannot be read (corrupt, truncated or not written by tnt_rest_lite): "
             f"{type(err).__name__}: {err}"
         ) from err
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+    if not require_format and isinstance(state, dict) and isinstance(state.get("model"), dict):
+        pass  # a weights-only file
+    elif not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"Checkpoint {path} is not a '{CHECKPOINT_FORMAT}' checkpoint (found {found!r})")
     if model is not None:

@@ -267,26 +267,13 @@ def weights_path(prefix: str, name: str, seed: int, profile: Profile | None = No
 def load_weights(path: Path, model: nn.Module) -> nn.Module:
     """Load the weights :func:`run_model` saved at ``path`` into ``model`` (``weights_only=True``).
 
-    A missing file is a ``FileNotFoundError``; a corrupt one a ``CheckpointError`` naming it; weights
-    of another architecture a ``KeyError`` / ``ValueError`` naming every mismatched key.
+    Read by :func:`tnt_rest_lite.engine.load_checkpoint`: a missing file is a ``FileNotFoundError``,
+    a corrupt one a ``CheckpointError`` naming it, weights of another architecture a ``KeyError`` /
+    ``ValueError`` naming every mismatched key.
     """
-    import torch
+    from .engine import load_checkpoint
 
-    from .engine import CheckpointError
-    from .weights import check_state_dict
-
-    if not path.is_file():
-        raise FileNotFoundError(f"No trained weights at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, bad pickle, foreign objects
-        raise CheckpointError(
-            f"Weights file {path} cannot be read (corrupt or truncated): {type(err).__name__}: {err}"
-        ) from err
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"Weights file {path} holds no 'model' state dict")
-    check_state_dict(model, state["model"], f"weights file {path}")
-    model.load_state_dict(state["model"])
+    model.load_state_dict(load_checkpoint(path, model, require_format=False)["model"])
     return model
 
 

@@ -21,7 +21,7 @@ from .engine import seed_everything, train
 from .experiments import build_model, recipe
 from .profiles import ENV_VAR, Profile, get_profile
 
-__all__ = ["search", "stored_searches", "describe_searches", "plot_search", "main"]
+__all__ = ["search", "stored_searches", "describe_searches", "searches_report", "plot_search", "main"]
 
 
 def search(
@@ -146,6 +146,27 @@ def describe_searches(searches: dict[str, list[dict[str, Any]]]) -> str:
             )
     headers = ["model", "recipe", "batch", "lr", "epochs", "training images", "val top-1", "img/s"]
     return markdown_table(headers, rows)
+
+
+def searches_report(
+    models: list[str] | tuple[str, ...], recipe_name: str, profile: str | None = None
+) -> tuple[str, list[Any]]:
+    """What a training chapter shows of its recipe search: markdown and one curve figure per model.
+
+    The stored searches of ``models`` under ``recipe_name`` (:func:`stored_searches`) as a table,
+    best first, and a line naming the models without one (their recipe is the profile's default).
+    """
+    from .profiles import get_profile
+
+    searches = stored_searches(models, profile, recipe_name)
+    missing = [m for m in models if m not in searches]
+    parts = [describe_searches(searches)] if searches else []
+    if missing:
+        parts.append(
+            f"No `{recipe_name}` search stored for {', '.join(f'`{m}`' for m in missing)} in profile "
+            f"`{get_profile(profile).name}`: their recipe is the profile's default."
+        )
+    return "\n\n".join(parts), [plot_search(rows) for rows in searches.values()]
 
 
 def main(argv: list[str] | None = None) -> int:
