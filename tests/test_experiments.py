@@ -275,6 +275,18 @@ def test_verdict_and_results_markdown() -> None:
     near = {"test_top1": [60.0] * 3, "chance_top1": 5.0, "distance": [8.0, 8.5, 9.0]}
     record = verdict("deep attends farther", "deep", "first", far, near, metric="distance", unit="px")
     assert record["verdict"] == "holds" and "(+4.0 px, 95% CI [+" in verdict_sentence(record)
+    assert verdicts_markdown([record]).startswith("| claim | seeds | Δ distance (px) | 95 % CI (Welch) | verdict |")
+    similar = verdict(
+        "s",
+        "a",
+        "b",
+        {"similarity": [0.5, 0.52, 0.54]},
+        {"similarity": [0.1, 0.11, 0.12]},
+        metric="similarity",
+        unit="",
+    )
+    assert "| Δ similarity |" in verdicts_markdown([similar]) and "| +0.410 |" in verdicts_markdown([similar])
+    assert "| Δ (each claim's measure) |" in verdicts_markdown([record, similar])
     near["test_top1"] = [6.0] * 3  # a model below twice chance: nothing to judge
     assert verdict("x", "deep", "first", far, near, metric="distance", unit="px")["verdict"] == "not testable"
     table = {
@@ -286,6 +298,20 @@ def test_verdict_and_results_markdown() -> None:
         results_markdown(table)
         == "| model | top-1 |\n| --- | --- |\n| a | 61.0 |\n\nProvenance of the rows:\n\n* a: profile ci, CPU, commit x, today"
     )
+
+
+def test_stored_verdicts_are_read_back_with_their_provenance(tmp_path, monkeypatch) -> None:
+    from tnt_rest_lite import results
+    from tnt_rest_lite.tables import stored_verdicts_markdown
+
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
+    record = verdict("A beats B", "a", "b", {"test_top1": [60.0, 61.0, 62.0]}, {"test_top1": [50.0, 51.0, 52.0]})
+    results.save_json("fig_verdicts", [record], seed=[0, 1, 2])
+    text = stored_verdicts_markdown(["fig_verdicts"])
+    assert text.startswith("**`fig_verdicts`** (profile ") and "commit " in text
+    assert "* A beats B: **holds** at our scale (+10.0 points" in text
+    with pytest.raises(FileNotFoundError):
+        stored_verdicts_markdown(["never_saved"])
 
 
 def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None:

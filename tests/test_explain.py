@@ -191,22 +191,50 @@ def test_grad_cam_from_the_package_finds_the_same_quarter() -> None:
     assert saliency[:14, :14].min() > saliency[18:, 18:].max()
 
 
-def test_cam_study_scores_every_model_method_and_image() -> None:
-    from tnt_rest_lite.figures import cam_study
+def test_cam_study_scores_every_model_seed_method_and_image() -> None:
+    from tnt_rest_lite.figures import cam_rows, cam_study
 
     torch.manual_seed(0)
-    model = _Spot()
+    seeds = [_Spot(), _Spot()]
+    seeds[1].scale.data.fill_(4.0)
     images = torch.rand(3, 3, 32, 32)
     masks = torch.zeros(3, 32, 32, dtype=torch.bool)
     masks[:, :16, :16] = True  # the "object" is the quarter the class reads
-    scores, maps = cam_study(
-        {"spot": (model, model.features)}, images, torch.zeros(3, dtype=torch.long), masks, steps=8, progress=False
-    )
+    models = {"spot": [(m, m.features) for m in seeds]}
+    scores, maps = cam_study(models, images, torch.zeros(3, dtype=torch.long), masks, steps=8, progress=False)
     for method in ("group_cam", "grad_cam"):
         record = scores["spot"][method]
-        assert maps["spot"][method].shape == (3, 32, 32)
-        assert record["pointing"] == [1.0, 1.0, 1.0]  # every map's maximum lies in the quarter
-        assert all(e > 0.9 for e in record["energy"])
-        assert all(d < i for d, i in zip(record["deletion"], record["insertion"], strict=True))
+        assert maps["spot"][method].shape == (3, 32, 32)  # the first seed's maps
+        assert record["pointing"] == [[1.0, 1.0, 1.0]] * 2  # every seed's maps peak in the quarter
+        assert all(e > 0.9 for seed in record["energy"] for e in seed)
+        for deletion, insertion in zip(record["deletion"], record["insertion"], strict=True):
+            assert all(d < i for d, i in zip(deletion, insertion, strict=True))
+    rows = cam_rows(scores)
+    assert [r[:2] for r in rows] == [["spot", "group-cam"], ["spot", "grad-cam"]] and rows[0][4].startswith("1.000 ±")
     with pytest.raises(ValueError, match="Unknown saliency method"):
-        cam_study({"spot": (model, model.features)}, images, torch.zeros(3, dtype=torch.long), masks, methods=["rise"])
+        cam_study(models, images, torch.zeros(3, dtype=torch.long), masks, methods=["rise"])
+
+
+def test_batched_deletion_curve_equals_the_step_by_step_protocol() -> None:
+    # the curve is computed in one batch; the RISE protocol replaces pixels step by step
+    torch.manual_seed(0)
+    model = create_model("resnet18_mini", num_classes=5).eval()
+    image, saliency = torch.randn(1, 3, 32, 32), torch.rand(32, 32)
+    for mode in ("deletion", "insertion"):
+        auc, curve = deletion_insertion(model, image, saliency, 3, mode, steps=10, blur_kernel=9, blur_sigma=4.0)
+        order = saliency.flatten().argsort(descending=True)
+        if mode == "deletion":
+            current, finish = image.clone(), torch.zeros_like(image)
+        else:
+            from tnt_rest_lite.explain import gaussian_blur
+
+            current, finish = gaussian_blur(image, 9, 4.0), image
+        expected = []
+        per_step = -(-32 * 32 // 10)
+        with torch.no_grad():
+            for step in range(11):
+                expected.append(float(model(current).softmax(1)[0, 3]))
+                idx = order[step * per_step : (step + 1) * per_step]
+                current[..., idx // 32, idx % 32] = finish[..., idx // 32, idx % 32]
+        assert torch.allclose(curve, torch.tensor(expected), atol=1e-5)
+        assert auc == pytest.approx(float(torch.trapezoid(torch.tensor(expected), dx=0.1)), abs=1e-5)

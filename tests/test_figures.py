@@ -120,3 +120,103 @@ def test_the_authors_rest_checkpoint_loads_and_fails_clearly(tmp_path) -> None:
         load_authors_checkpoint("rest_lite", None)
     with pytest.raises(ValueError, match="rest_lite, rest_small, rest_base, rest_large; got 'rest_lite_mini'"):
         load_authors_checkpoint("rest_lite_mini", raw)
+
+
+def _verdicts_by_claim(records):
+    return {r["claim"]: r["verdict"] for r in records}
+
+
+def test_diversity_verdicts_read_the_direction_of_each_step() -> None:
+    from tnt_rest_lite.figures import diversity_verdicts, similarity_rows
+
+    # trained: the conv raises the similarity, IN lowers it (the supplement); untrained: the reverse
+    up_then_down = {
+        "stage4.0": {"scores": [0.10, 0.12, 0.11], "transformed": [0.80, 0.82, 0.79], "attn": [0.20, 0.22, 0.18]}
+    }
+    down_then_up = {
+        "stage4.0": {"scores": [0.80, 0.82, 0.79], "transformed": [0.10, 0.12, 0.11], "attn": [0.50, 0.52, 0.48]}
+    }
+    records = diversity_verdicts(
+        "stage4.0",
+        {"trained": up_then_down, "untrained": down_then_up},
+        {"trained": {"test_top1": [80.0] * 3, "chance_top1": 5.0}},
+    )
+    assert [r["verdict"] for r in records] == ["holds", "holds", "reversed", "reversed"]
+    assert records[0]["metric"] == "similarity" and records[0]["diff"] == pytest.approx((2.41 - 0.33) / 3, abs=1e-9)
+    # a trained model at chance: its claims are not testable
+    at_chance = diversity_verdicts(
+        "stage4.0", {"trained": up_then_down}, {"trained": {"test_top1": [5.0] * 3, "chance_top1": 5.0}}
+    )
+    assert {r["verdict"] for r in at_chance} == {"not testable"}
+    rows = similarity_rows({"trained": up_then_down, "untrained": down_then_up})
+    assert rows[0][:3] == ["stage4.0", "trained", "0.11 ± 0.01"] and rows[1][1] == "untrained"
+
+
+def test_attention_verdicts_on_hand_made_studies() -> None:
+    from tnt_rest_lite.figures import (
+        attention_measures_markdown,
+        class_token_shares,
+        depth_verdicts,
+        mask_share_verdicts,
+    )
+
+    def run(first: float, last: float, share: float) -> dict:
+        return {
+            "distance": [[first, first], [last, last]],
+            "entropy": [[1.0, 1.0], [2.0, 2.0]],
+            "mask_share": {"block2": share, "rollout": share},
+        }
+
+    study = {
+        "far": [run(2.0, 8.0 + s, 0.5 + 0.01 * s) for s in range(3)],
+        "near": [run(8.0 + s, 2.0, 0.2 + 0.01 * s) for s in range(3)],
+    }
+    learnt = {"test_top1": [60.0] * 3, "chance_top1": 5.0}
+    depth = depth_verdicts(study, {"far": learnt, "near": learnt})
+    assert [r["verdict"] for r in depth] == ["holds", "reversed"] and depth[0]["unit"] == "px"
+    shares = class_token_shares(study)
+    assert shares["far"]["rollout"] == pytest.approx([50.0, 51.0, 52.0])
+    records = mask_share_verdicts(shares, "far", "near", {"far": learnt, "near": learnt}, ["block2", "rollout"])
+    assert [r["verdict"] for r in records] == ["holds", "holds"] and records[0]["diff"] == pytest.approx(30.0)
+    table = attention_measures_markdown(study)
+    assert (
+        table.splitlines()[0]
+        == "| block | distance (px): far | distance (px): near | entropy (nats): far | entropy (nats): near |"
+    )
+    assert table.splitlines()[2].startswith("| 1 | 2.0 ± 0.0 | 9.0 ± 1.0 |")
+
+
+def test_cam_verdicts_turn_deletion_around() -> None:
+    from tnt_rest_lite.figures import cam_verdicts
+
+    def scores(deletion: float, other: float) -> dict:
+        return {
+            "group_cam": {
+                "deletion": [[deletion + 0.01 * s] * 2 for s in range(3)],
+                **{k: [[other + 0.01 * s] * 2 for s in range(3)] for k in ("insertion", "pointing", "energy")},
+            }
+        }
+
+    learnt = {"test_top1": [60.0] * 3, "chance_top1": 5.0}
+    records = cam_verdicts(
+        {"good": scores(0.1, 0.9), "bad": scores(0.5, 0.3)}, "good", "bad", {"good": learnt, "bad": learnt}
+    )
+    assert [r["metric"] for r in records] == ["deletion", "insertion", "pointing", "energy"]
+    assert {r["verdict"] for r in records} == {"holds"}  # lower deletion is better: stated the other way round
+    assert records[0]["diff"] == pytest.approx(0.4) and "lower deletion AUC" in records[0]["claim"]
+
+
+def test_seed_accuracy_measures_each_model_on_the_test_split() -> None:
+    from tnt_rest_lite.data import build_dataset
+
+    test_set = build_dataset("synthetic", "test", 32, num_samples=40, seed=0)
+    torch.manual_seed(0)
+    models = [create_model("resnet18_mini", num_classes=20).eval() for _ in range(2)]
+    accuracy = experiments.seed_accuracy(models, test_set, batch_size=16)
+    labels = test_set.batch(list(range(40)))["label"]
+    with torch.no_grad():
+        expected = [
+            100.0 * float((m(test_set.batch(list(range(40)))["image"]).argmax(1) == labels).float().mean())
+            for m in models
+        ]
+    assert accuracy["test_top1"] == pytest.approx(expected) and accuracy["chance_top1"] == pytest.approx(5.0)

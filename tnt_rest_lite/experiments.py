@@ -18,7 +18,7 @@ import dataclasses
 import math
 import os
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,6 +304,21 @@ def trained_model(
         run_model(name, spec.recipe, *splits, p, seeds=[seed], progress=progress, table=prefix, save_weights=prefix)
     model = build_model(name, classes, p.image_size, p)
     return load_weights(path, model).eval()
+
+
+def seed_accuracy(models: Sequence[nn.Module], test_set: Dataset, batch_size: int = 256) -> dict[str, Any]:
+    """``{"test_top1": [% per model], "chance_top1": %}`` of the seeds' ``models`` on ``test_set``.
+
+    The form :func:`tnt_rest_lite.tables.verdict` reads to decide whether a claim about these
+    models is testable (a model below twice chance has learnt too little to explain).
+    """
+    from .engine import DistInfo, _val_loader, evaluate
+
+    top1 = []
+    for model in models:
+        loader = _val_loader(test_set, batch_size, DistInfo(0, 1, 0, next(model.parameters()).device))
+        top1.append(evaluate(model, loader)["top1"])
+    return {"test_top1": top1, "chance_top1": 100.0 / num_classes(test_set)}
 
 
 def run_model(

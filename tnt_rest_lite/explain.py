@@ -209,7 +209,9 @@ def group_cam(
             blurred = gaussian_blur(image, blur_kernel, blur_sigma)
             blends = image * masks + blurred * (1 - masks)  # (G, 3, H, W)
             base = model(blurred).softmax(dim=1)[0, class_idx]
-            probs = torch.cat([model(b[None]).softmax(dim=1)[:, class_idx] for b in blends])
+            # the model is in eval mode (batch norm reads its running statistics), so scoring every
+            # blend in one batch gives what one forward per blend gives, at a fraction of the calls
+            probs = model(blends).softmax(dim=1)[:, class_idx]
             scores = F.relu(probs - base)  # (G,)
             saliency = (scores.view(-1, 1, 1, 1) * maps).sum(dim=0)[0]
             return _normalise(saliency)
@@ -267,19 +269,19 @@ def deletion_insertion(
         start, finish = image.clone(), torch.zeros_like(image)
     else:
         start, finish = gaussian_blur(image, blur_kernel, blur_sigma), image
+    # every step's image in one batch: step k has the k * per_step most salient pixels replaced
+    per_step = math.ceil(h * w / steps)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(order.numel())
+    replaced = rank.view(1, 1, h, w) < (torch.arange(steps + 1) * per_step).view(-1, 1, 1, 1)  # (steps+1, 1, H, W)
+    batch = torch.where(replaced, finish, start)  # (steps+1, C, H, W)
     was_training = model.training
     model.eval()
-    probs = []
-    current = start.clone()
-    per_step = math.ceil(h * w / steps)
-    for step in range(steps + 1):
-        probs.append(model(current).softmax(dim=1)[0, class_idx])
-        if step < steps:
-            idx = order[step * per_step : (step + 1) * per_step]
-            rows, cols = idx // w, idx % w
-            current[..., rows, cols] = finish[..., rows, cols]
-    model.train(was_training)
-    curve = torch.stack(probs).float()
+    try:
+        probs = model(batch).softmax(dim=1)[:, class_idx]
+    finally:
+        model.train(was_training)
+    curve = probs.float()
     auc = float(torch.trapezoid(curve, dx=1.0 / steps))
     return auc, curve
 

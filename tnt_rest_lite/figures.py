@@ -56,6 +56,21 @@ __all__ = [
     "plot_class_attention",
     "plot_head_similarity",
     "plot_block_similarity",
+    "plot_attention_measures",
+    "plot_mask_share",
+    "head_means",
+    "attention_measures_markdown",
+    "depth_verdicts",
+    "class_token_shares",
+    "mask_share_verdicts",
+    "CAM_METRICS",
+    "seed_means",
+    "cam_rows",
+    "cam_verdicts",
+    "DIVERSITY_STEPS",
+    "head_similarity_study",
+    "diversity_verdicts",
+    "similarity_rows",
 ]
 
 # the outer (patch-level) attention of a block: DeiT's blocks.{i}.attn, TNT's blocks.{i}.outer.attn
@@ -151,26 +166,109 @@ def attention_study(
     return out
 
 
+def head_means(study: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> dict[str, list[list[float]]]:
+    """``{label: [per seed: [per block: mean over heads]]}`` of :func:`attention_study`'s ``key``."""
+    return {label: [[sum(h) / len(h) for h in run[key]] for run in runs] for label, runs in study.items()}
+
+
+def attention_measures_markdown(study: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
+    """Mean attention distance and entropy per block (heads averaged; mean ± std over seeds), a table."""
+    from .experiments import format_mean_std, mean_std
+    from .tables import markdown_table
+
+    means = {key: head_means(study, key) for key in ("distance", "entropy")}
+    labels = list(study)
+    depth = len(means["distance"][labels[0]][0])
+    rows = []
+    for b in range(depth):
+        row: list[Any] = [b + 1]
+        for key, digits in (("distance", 1), ("entropy", 2)):
+            row += [format_mean_std(*mean_std([run[b] for run in means[key][label]]), digits) for label in labels]
+        rows.append(row)
+    headers = ["block", *(f"{k}: {label}" for k in ("distance (px)", "entropy (nats)") for label in labels)]
+    return markdown_table(headers, rows)
+
+
+def depth_verdicts(
+    study: Mapping[str, Sequence[Mapping[str, Any]]], accuracy: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    """Per model: does the deepest block attend farther (mean attention distance) than the first?
+
+    Judged over the seeds as the tables' claims are; ``accuracy``: label -> ``{"test_top1",
+    "chance_top1"}`` (testability).
+    """
+    from .tables import verdict
+
+    out = []
+    for label, runs in head_means(study, "distance").items():
+        depth = len(runs[0])
+        deep = {**accuracy.get(label, {}), "distance": [run[-1] for run in runs]}
+        first = {**accuracy.get(label, {}), "distance": [run[0] for run in runs]}
+        out.append(
+            verdict(
+                f"{label}: block {depth} attends farther than block 1",
+                f"block {depth}",
+                "block 1",
+                deep,
+                first,
+                metric="distance",
+                unit="px",
+            )
+        )
+    return out
+
+
+def class_token_shares(study: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict[str, dict[str, list[float]]]:
+    """``{label: {"block<k>" | "rollout": [% of the class token's attention on the object, per seed]}}``."""
+    return {
+        label: {k: [100 * run["mask_share"][k] for run in runs] for k in runs[0]["mask_share"]}
+        for label, runs in study.items()
+    }
+
+
+def mask_share_verdicts(
+    shares: Mapping[str, Mapping[str, Sequence[float]]],
+    better: str,
+    worse: str,
+    accuracy: Mapping[str, Mapping[str, Any]],
+    keys: Sequence[str],
+) -> list[dict[str, Any]]:
+    """Does ``better``'s class token put more of its attention on the object than ``worse``'s? Per key."""
+    from .tables import verdict
+
+    return [
+        verdict(
+            f"{better}'s class token puts more attention on the object than {worse}'s ({k})",
+            better,
+            worse,
+            {**accuracy.get(better, {}), "share": list(shares[better][k])},
+            {**accuracy.get(worse, {}), "share": list(shares[worse][k])},
+            metric="share",
+        )
+        for k in keys
+    ]
+
+
 CAM_METHODS = ("group_cam", "grad_cam")
 
 
 def cam_study(
-    models: Mapping[str, tuple[nn.Module, nn.Module]],
+    models: Mapping[str, Sequence[tuple[nn.Module, nn.Module]]],
     images: torch.Tensor,
     labels: torch.Tensor,
     masks: torch.Tensor,
     methods: Sequence[str] = CAM_METHODS,
     steps: int = 16,
     progress: bool = True,
-) -> tuple[dict[str, dict[str, dict[str, list[float]]]], dict[str, dict[str, torch.Tensor]]]:
-    """ResT's Fig. 2 as numbers: saliency maps of every model and method, scored on every image.
+) -> tuple[dict[str, dict[str, dict[str, list[list[float]]]]], dict[str, dict[str, torch.Tensor]]]:
+    """ResT's Fig. 2 as numbers: saliency maps of every model, seed and method, scored on every image.
 
-    ``models``: label -> ``(model, target_layer)``. Each image is explained for its true class by
-    Group-CAM (:func:`tnt_rest_lite.explain.group_cam`) and Grad-CAM (the ``grad-cam`` package), and
-    each map scored by deletion and insertion AUC (``steps`` steps), the pointing game and the
-    energy-based pointing game against the object mask. Returns the per-image scores
-    ``{label: {method: {"deletion", "insertion", "pointing", "energy"}}}`` and the maps
-    ``{label: {method: (B, H, W)}}``.
+    ``models``: label -> one ``(model, target_layer)`` per seed. Each image is explained for its
+    true class by Group-CAM (:func:`tnt_rest_lite.explain.group_cam`) and Grad-CAM (the
+    ``grad-cam`` package), and each map scored by deletion and insertion AUC (``steps`` steps),
+    the pointing game and the energy-based pointing game against the object mask. Returns the
+    scores ``{label: {method: {"deletion" | "insertion" | "pointing" | "energy": [per seed: [per
+    image]]}}}`` and the first seed's maps ``{label: {method: (B, H, W)}}``.
     """
     from tqdm.auto import tqdm
 
@@ -178,11 +276,11 @@ def cam_study(
     unknown = [m for m in methods if m not in explainers]
     if unknown:
         raise ValueError(f"Unknown saliency method(s) {unknown}; expected some of {', '.join(explainers)}")
-    scores: dict[str, dict[str, dict[str, list[float]]]] = {}
+    scores: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
     saliency: dict[str, dict[str, torch.Tensor]] = {}
-    jobs = [(label, method) for label in models for method in methods]
-    for label, method in tqdm(jobs, desc="saliency maps", disable=not progress):
-        model, layer = models[label]
+    jobs = [(label, seed, method) for label in models for seed in range(len(models[label])) for method in methods]
+    for label, seed, method in tqdm(jobs, desc="saliency maps", disable=not progress):
+        model, layer = models[label][seed]
         record = {"deletion": [], "insertion": [], "pointing": [], "energy": []}
         maps = []
         for i in range(len(images)):
@@ -193,9 +291,73 @@ def cam_study(
             record["insertion"].append(deletion_insertion(model, x, s, c, "insertion", steps)[0])
             record["pointing"].append(float(pointing_game(s, mask)))
             record["energy"].append(energy_pointing_game(s, mask))
-        scores.setdefault(label, {})[method] = record
-        saliency.setdefault(label, {})[method] = torch.stack(maps)
+        per_metric = scores.setdefault(label, {}).setdefault(method, {k: [] for k in record})
+        for k, values in record.items():
+            per_metric[k].append(values)
+        if seed == 0:
+            saliency.setdefault(label, {})[method] = torch.stack(maps)
     return scores, saliency
+
+
+CAM_METRICS = {
+    "deletion": "deletion AUC ↓",
+    "insertion": "insertion AUC ↑",
+    "pointing": "pointing game ↑",
+    "energy": "energy on the object ↑",
+}
+
+
+def seed_means(per_seed: Sequence[Sequence[float]]) -> list[float]:
+    """The mean over images of each seed's values: ``[[per image] per seed]`` -> ``[per seed]``."""
+    return [sum(values) / len(values) for values in per_seed]
+
+
+def cam_rows(scores: Mapping[str, Mapping[str, Mapping[str, Sequence[Sequence[float]]]]]) -> list[list[str]]:
+    """Table rows ``[model, method, *metrics]`` of :func:`cam_study`'s scores: mean ± std over seeds."""
+    from .experiments import format_mean_std, mean_std
+
+    rows = []
+    for label, methods in scores.items():
+        for method, record in methods.items():
+            cells = [format_mean_std(*mean_std(seed_means(record[k])), 3) for k in CAM_METRICS]
+            rows.append([label, method.replace("_", "-"), *cells])
+    return rows
+
+
+def cam_verdicts(
+    scores: Mapping[str, Mapping[str, Mapping[str, Sequence[Sequence[float]]]]],
+    better: str,
+    worse: str,
+    accuracy: Mapping[str, Mapping[str, Any]],
+    method: str = "group_cam",
+) -> list[dict[str, Any]]:
+    """Does ``better``'s ``method`` map localise and explain better than ``worse``'s? One verdict per metric.
+
+    The per-seed means over the images are compared as the tables' claims are
+    (:func:`tnt_rest_lite.tables.verdict`); deletion AUC is better when lower, so its claim is
+    stated the other way round. ``accuracy``: label -> ``{"test_top1", "chance_top1"}`` (a model
+    below twice chance makes the claim not testable).
+    """
+    from .tables import verdict
+
+    out = []
+    for key, label in CAM_METRICS.items():
+        a = {**accuracy.get(better, {}), key: seed_means(scores[better][method][key])}
+        b = {**accuracy.get(worse, {}), key: seed_means(scores[worse][method][key])}
+        what = label.rstrip(" ↑↓")
+        if key == "deletion":  # lower is better: the claim is that `worse` deletes more slowly
+            out.append(
+                verdict(
+                    f"{better}'s {method} has a lower {what} than {worse}'s", worse, better, b, a, metric=key, unit=""
+                )
+            )
+        else:
+            out.append(
+                verdict(
+                    f"{better}'s {method} has a higher {what} than {worse}'s", better, worse, a, b, metric=key, unit=""
+                )
+            )
+    return out
 
 
 @torch.no_grad()
@@ -216,6 +378,80 @@ def emsa_head_similarity(model: nn.Module, images: torch.Tensor) -> dict[str, di
             continue
         out[name.removesuffix(".attn")] = {k: head_similarity(block_maps[k]) for k in ("scores", "transformed", "attn")}
     return out
+
+
+DIVERSITY_STEPS = ("scores", "transformed", "attn")
+
+
+def head_similarity_study(
+    models: Sequence[nn.Module], images: torch.Tensor
+) -> tuple[dict[str, dict[str, list[float]]], dict[str, dict[str, torch.Tensor]]]:
+    """ResT's Fig. 1 over seeds: ``{block: {step: [mean off-diagonal similarity per seed]}}``.
+
+    :func:`emsa_head_similarity` of every seed's model, each matrix summarised by its mean
+    off-diagonal cosine similarity; also returns the first seed's matrices for drawing.
+    """
+    per_seed = [emsa_head_similarity(m, images) for m in models]
+    summary = {
+        block: {step: [mean_off_diagonal(run[block][step]) for run in per_seed] for step in DIVERSITY_STEPS}
+        for block in per_seed[0]
+    }
+    return summary, per_seed[0]
+
+
+def diversity_verdicts(
+    block: str,
+    similarity: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]],
+    accuracy: Mapping[str, Mapping[str, Any]],
+) -> list[dict[str, Any]]:
+    """ResT's Fig. 1 claims on ``block``, for each weight state of ``similarity`` (e.g. trained, untrained).
+
+    Two verdicts each (:func:`tnt_rest_lite.tables.verdict` on the seeds' mean off-diagonal
+    similarity): the 1x1 convolution makes the heads **more** alike than the raw scores, and
+    IN(softmax) makes them **less** alike than after the convolution. ``accuracy``: state ->
+    ``{"test_top1", "chance_top1"}`` where the models' accuracy decides testability.
+    """
+    from .tables import verdict
+
+    out = []
+    for state, sim in similarity.items():
+        at = {s: {**accuracy.get(state, {}), "similarity": list(sim[block][s])} for s in DIVERSITY_STEPS}
+        out.append(
+            verdict(
+                f"the 1×1 conv makes the heads of {block} more alike ({state})",
+                "after the conv",
+                "scores",
+                at["transformed"],
+                at["scores"],
+                metric="similarity",
+                unit="",
+            )
+        )
+        out.append(
+            verdict(
+                f"IN(softmax) makes them less alike again ({state})",
+                "after the conv",
+                "after IN",
+                at["transformed"],
+                at["attn"],
+                metric="similarity",
+                unit="",
+            )
+        )
+    return out
+
+
+def similarity_rows(similarity: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]]) -> list[list[Any]]:
+    """Rows ``[block, state, scores, after conv, after IN]`` (mean ± std over seeds) for every block."""
+    from .experiments import format_mean_std, mean_std
+
+    states = list(similarity)
+    blocks = list(similarity[states[0]])
+    return [
+        [b, state, *(format_mean_std(*mean_std(similarity[state][b][s]), 2) for s in DIVERSITY_STEPS)]
+        for b in blocks
+        for state in states
+    ]
 
 
 def denormalise(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
@@ -328,5 +564,56 @@ def plot_block_similarity(summaries: Mapping[str, Mapping[str, Mapping[str, floa
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].set_ylabel("mean off-diagonal cosine similarity")
     axes[0, -1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attention_measures(study: Mapping[str, Sequence[Mapping[str, Any]]]) -> Any:
+    """Every head's mean attention distance and entropy, per block, every seed, one colour per model."""
+    import matplotlib.pyplot as plt
+
+    labels = list(study)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    for ax, key, unit in zip(
+        axes, ("distance", "entropy"), ("mean attention distance (px)", "entropy (nats)"), strict=True
+    ):
+        depth = len(study[labels[0]][0][key])
+        for m, label in enumerate(labels):
+            offset = (m - (len(labels) - 1) / 2) * 0.24
+            for s, run in enumerate(study[label]):
+                for b, heads in enumerate(run[key]):
+                    ax.scatter(
+                        [b + 1 + offset] * len(heads),
+                        heads,
+                        s=12,
+                        color=f"C{m}",
+                        alpha=0.6,
+                        label=label if (s == 0 and b == 0) else None,
+                    )
+        ax.set(xlabel="block", ylabel=unit, xticks=range(1, depth + 1))
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Every head of every block, every seed (test images)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def plot_mask_share(shares: Mapping[str, Mapping[str, Sequence[float]]], even_percent: float) -> Any:
+    """The class token's attention on the object per block and rollout, every seed; dashed: an even spread."""
+    import matplotlib.pyplot as plt
+
+    labels = list(shares)
+    keys = list(shares[labels[0]])
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, label in enumerate(labels):
+        offset = (i - (len(labels) - 1) / 2) * 0.25
+        for j, k in enumerate(keys):
+            values = shares[label][k]
+            ax.scatter([j + offset] * len(values), values, color=f"C{i}", s=18, label=label if j == 0 else None)
+    ax.axhline(even_percent, color="gray", linestyle="--", label="even spread")
+    ax.set_xticks(range(len(keys)), keys)
+    ax.set_ylabel("% of the class token's attention\ninside the object")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

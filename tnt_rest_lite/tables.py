@@ -201,10 +201,14 @@ def verdict(
     }
 
 
+def _digits(unit: str) -> int:
+    return 1 if unit in ("points", "px") else 3  # percentages and pixels to 0.1; similarities and AUCs to 0.001
+
+
 def verdict_sentence(record: Mapping[str, Any]) -> str:
     """The sentence a chapter prints for a :func:`verdict` record (markdown)."""
     unit = record.get("unit", "points")
-    d = 1 if unit in ("points", "px") else 3  # percentages and pixels to 0.1; similarities to 0.001
+    d = _digits(unit)
     diff = f"{record['diff']:+.{d}f}" + (f" {unit}" if unit else "")
     if record["ci_low"] is not None:
         interval = f", {record['confidence']:.0%} CI [{record['ci_low']:+.{d}f}, {record['ci_high']:+.{d}f}]"
@@ -218,12 +222,24 @@ def verdict_sentence(record: Mapping[str, Any]) -> str:
 
 
 def verdict_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows of a verdict table: claim | seeds | difference | 95 % CI | verdict."""
-    headers = ["claim", "seeds", "Δ test top-1 (points)", "95 % CI (Welch)", "verdict"]
+    """Headers and rows of a verdict table: claim | seeds | difference | 95 % CI | verdict.
+
+    The difference is named by the records' metric and unit (test top-1 in points unless a record
+    says otherwise), each row to its unit's precision.
+    """
+    measured = {(r.get("metric", "test_top1"), r.get("unit", "points")) for r in records}
+    if len(measured) == 1:
+        metric, unit = measured.pop()
+        name = "test top-1" if metric == "test_top1" else metric
+        difference = f"Δ {name}" + (f" ({unit})" if unit else "")
+    else:
+        difference = "Δ (each claim's measure)"
+    headers = ["claim", "seeds", difference, "95 % CI (Welch)", "verdict"]
     rows = []
     for r in records:
-        interval = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
-        rows.append([r["claim"], str(r["n_seeds"]), f"{r['diff']:+.1f}", interval, f"**{r['verdict']}**"])
+        d = _digits(r.get("unit", "points"))
+        interval = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.{d}f}, {r['ci_high']:+.{d}f}]"
+        rows.append([r["claim"], str(r["n_seeds"]), f"{r['diff']:+.{d}f}", interval, f"**{r['verdict']}**"])
     return headers, rows
 
 
@@ -231,6 +247,26 @@ def verdicts_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """The verdict table and one rendered sentence per record (markdown), as the chapters show them."""
     headers, rows = verdict_rows(records)
     return markdown_table(headers, rows) + "\n\n" + "\n".join(f"* {verdict_sentence(r)}" for r in records)
+
+
+def stored_verdicts_markdown(names: Sequence[str]) -> str:
+    """The verdicts stored under ``names`` in the results store, one line each, with their provenance.
+
+    What a chapter's closing summary shows: read back from disk, so it says what the saved run
+    measured (profile, device, commit, date), not what the kernel holds.
+    """
+    from . import results
+
+    lines = []
+    for name in names:
+        record = results.load_json(name)
+        prov = record["provenance"]
+        lines.append(
+            f"**`{name}`** (profile {prov['profile']}, {prov['device']}, commit {prov['git_commit']}, {prov['date']}):\n"
+        )
+        lines += [f"* {verdict_sentence(v)}" for v in record["data"]]
+        lines.append("")
+    return "\n".join(lines)
 
 
 def results_markdown(table: Mapping[str, Any]) -> str:
