@@ -300,6 +300,23 @@ def test_verdict_and_results_markdown() -> None:
     )
 
 
+def test_paired_interval_removes_the_shared_seed_spread() -> None:
+    from tnt_rest_lite.tables import paired_interval
+
+    # two measurements of three models whose levels differ a lot but whose differences do not
+    first, last = [10.0, 20.0, 30.0], [11.0, 21.2, 30.8]
+    diff, low, high = paired_interval(last, first)
+    assert diff == pytest.approx(1.0) and low > 0  # every seed moves up by about 1
+    assert welch_interval(last, first)[1] < 0  # unpaired, the seeds' spread hides it
+    assert paired_interval([1.0, 2.0], [0.0, 1.0]) == (1.0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="equally long"):
+        paired_interval([1.0, 2.0], [1.0, 2.0, 3.0])
+    record = verdict("x", "last", "first", {"d": last}, {"d": first}, metric="d", unit="px", paired=True)
+    assert record["verdict"] == "holds" and record["paired"] and record["method"].startswith("paired t")
+    assert verdict_rows([record])[0][3] == "95 % CI (paired t)"
+    assert verdict("x", "last", "first", {"d": last}, {"d": first}, metric="d", unit="px")["verdict"] == "undecided"
+
+
 def test_stored_verdicts_are_read_back_with_their_provenance(tmp_path, monkeypatch) -> None:
     from tnt_rest_lite import results
     from tnt_rest_lite.tables import stored_verdicts_markdown

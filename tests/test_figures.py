@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -158,6 +160,7 @@ def test_attention_verdicts_on_hand_made_studies() -> None:
         class_token_shares,
         depth_verdicts,
         mask_share_verdicts,
+        uniform_attention_measures,
     )
 
     def run(first: float, last: float, share: float) -> dict:
@@ -184,6 +187,14 @@ def test_attention_verdicts_on_hand_made_studies() -> None:
         == "| block | distance (px): far | distance (px): near | entropy (nats): far | entropy (nats): near |"
     )
     assert table.splitlines()[2].startswith("| 1 | 2.0 ± 0.0 | 9.0 ± 1.0 |")
+    # the even-spread reference: two patches 4 px apart (and the class token): half the rows look 4 px away
+    assert (
+        attention_measures_markdown(study, grid=1, patch_size=4.0).splitlines()[-1]
+        == "| even spread | 0.0 | 0.0 | 0.69 | 0.69 |"
+    )
+    even = uniform_attention_measures(2, 4.0)
+    assert even["entropy"] == pytest.approx(math.log(5))
+    assert even["distance"] == pytest.approx((0 + 4 + 4 + 4 * math.sqrt(2)) / 4)
 
 
 def test_cam_verdicts_turn_deletion_around() -> None:

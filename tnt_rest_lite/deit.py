@@ -102,10 +102,14 @@ class DeiT(ClassTokenModel):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> tokens ``(B, 1 + num_patches, embed_dim)``: patches, class token, positions."""
-        check_image(x, self.config.in_chans, self.config.img_size, "deit")
+        grid = None
+        if self.dynamic_img_size:
+            grid = self.dynamic_grid(x, "deit")
+        else:
+            check_image(x, self.config.in_chans, self.config.img_size, "deit")
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-        return self.pos_drop(x + self.pos_embed)
+        return self.pos_drop(x + self.resized_pos_embed(grid))
 
     def run_block(self, block: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
         return block(tokens)

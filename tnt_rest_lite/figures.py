@@ -60,6 +60,7 @@ __all__ = [
     "plot_mask_share",
     "head_means",
     "attention_measures_markdown",
+    "uniform_attention_measures",
     "depth_verdicts",
     "class_token_shares",
     "mask_share_verdicts",
@@ -171,8 +172,28 @@ def head_means(study: Mapping[str, Sequence[Mapping[str, Any]]], key: str) -> di
     return {label: [[sum(h) / len(h) for h in run[key]] for run in runs] for label, runs in study.items()}
 
 
-def attention_measures_markdown(study: Mapping[str, Sequence[Mapping[str, Any]]]) -> str:
-    """Mean attention distance and entropy per block (heads averaged; mean ± std over seeds), a table."""
+def uniform_attention_measures(grid: int, patch_size: float) -> dict[str, float]:
+    """Mean attention distance and entropy of a head that attends evenly to every token (the reference).
+
+    A ``grid x grid`` patch map plus the class token: the distance is the mean distance between
+    patch centres, the entropy ``log(grid**2 + 1)``, the largest a head can have.
+    """
+    n = grid * grid + 1
+    uniform = torch.full((1, 1, n, n), 1.0 / n)
+    return {
+        "distance": float(mean_attention_distance(uniform, patch_size)[0]),
+        "entropy": float(attention_entropy(uniform)[0]),
+    }
+
+
+def attention_measures_markdown(
+    study: Mapping[str, Sequence[Mapping[str, Any]]], grid: int | None = None, patch_size: float | None = None
+) -> str:
+    """Mean attention distance and entropy per block (heads averaged; mean ± std over seeds), a table.
+
+    With ``grid`` and ``patch_size`` a last row gives the values of an even spread over all keys
+    (:func:`uniform_attention_measures`): a block that scores them has not learnt where to look.
+    """
     from .experiments import format_mean_std, mean_std
     from .tables import markdown_table
 
@@ -185,6 +206,11 @@ def attention_measures_markdown(study: Mapping[str, Sequence[Mapping[str, Any]]]
         for key, digits in (("distance", 1), ("entropy", 2)):
             row += [format_mean_std(*mean_std([run[b] for run in means[key][label]]), digits) for label in labels]
         rows.append(row)
+    if grid is not None and patch_size is not None:
+        even = uniform_attention_measures(grid, patch_size)
+        rows.append(
+            ["even spread", *[f"{even['distance']:.1f}"] * len(labels), *[f"{even['entropy']:.2f}"] * len(labels)]
+        )
     headers = ["block", *(f"{k}: {label}" for k in ("distance (px)", "entropy (nats)") for label in labels)]
     return markdown_table(headers, rows)
 
@@ -194,8 +220,9 @@ def depth_verdicts(
 ) -> list[dict[str, Any]]:
     """Per model: does the deepest block attend farther (mean attention distance) than the first?
 
-    Judged over the seeds as the tables' claims are; ``accuracy``: label -> ``{"test_top1",
-    "chance_top1"}`` (testability).
+    Both distances are measured on the same seed's model, so the verdict is the paired t interval
+    of the per-seed differences (:func:`tnt_rest_lite.tables.verdict` with ``paired=True``);
+    ``accuracy``: label -> ``{"test_top1", "chance_top1"}`` (testability).
     """
     from .tables import verdict
 
@@ -213,6 +240,7 @@ def depth_verdicts(
                 first,
                 metric="distance",
                 unit="px",
+                paired=True,
             )
         )
     return out
@@ -407,7 +435,7 @@ def diversity_verdicts(
     """ResT's Fig. 1 claims on ``block``, for each weight state of ``similarity`` (e.g. trained, untrained).
 
     Two verdicts each (:func:`tnt_rest_lite.tables.verdict` on the seeds' mean off-diagonal
-    similarity): the 1x1 convolution makes the heads **more** alike than the raw scores, and
+    similarity, paired: the three steps are one model's): the 1x1 convolution makes the heads **more** alike than the raw scores, and
     IN(softmax) makes them **less** alike than after the convolution. ``accuracy``: state ->
     ``{"test_top1", "chance_top1"}`` where the models' accuracy decides testability.
     """
@@ -425,6 +453,7 @@ def diversity_verdicts(
                 at["scores"],
                 metric="similarity",
                 unit="",
+                paired=True,
             )
         )
         out.append(
@@ -436,6 +465,7 @@ def diversity_verdicts(
                 at["attn"],
                 metric="similarity",
                 unit="",
+                paired=True,
             )
         )
     return out

@@ -142,6 +142,35 @@ class ClassTokenModel(nn.Module, abc.ABC):
     """
 
     num_prefix_tokens = 1  # the class token
+    # False: only images of the config's img_size (a clear error otherwise). True (a detection
+    # backbone): any height and width that are multiples of the patch size, the position
+    # embeddings interpolated from the trained grid to the input's (as timm's dynamic_img_size)
+    dynamic_img_size = False
+
+    def dynamic_grid(self, x: torch.Tensor, model: str) -> tuple[int, int]:
+        """The patch grid ``(rows, cols)`` of ``x`` for a ``dynamic_img_size`` model, or a clear error."""
+        c = self.config
+        p = c.patch_size
+        if x.ndim != 4 or x.shape[1] != c.in_chans or x.shape[-2] % p or x.shape[-1] % p:
+            raise ValueError(
+                f"{model} (dynamic_img_size) expects images of shape (B, {c.in_chans}, H, W) with H and W "
+                f"multiples of the patch size {p}, got {tuple(x.shape)}"
+            )
+        return x.shape[-2] // p, x.shape[-1] // p
+
+    def resized_pos_embed(self, grid: tuple[int, int] | None) -> torch.Tensor:
+        """The position embeddings for a ``grid`` of patches (``None``: the trained grid, unchanged).
+
+        The patch positions are resampled bicubically from the trained ``grid_size x grid_size``
+        (timm's ``resample_abs_pos_embed``); the class token's position stays as it is.
+        """
+        if grid is None or tuple(grid) == (self.grid_size, self.grid_size):
+            return self.pos_embed
+        from timm.layers import resample_abs_pos_embed
+
+        return resample_abs_pos_embed(
+            self.pos_embed, list(grid), old_size=[self.grid_size] * 2, num_prefix_tokens=self.num_prefix_tokens
+        )
 
     def init_interface(self, width: int, reduction: int, grid: int, block_module: str = "blocks.{i}") -> None:
         if self.config.global_pool not in POOLS:
@@ -247,8 +276,8 @@ class ClassTokenModel(nn.Module, abc.ABC):
                 intermediates.append(self.norm(tokens) if norm else tokens)
         intermediates = [t[:, self.num_prefix_tokens :] for t in intermediates]
         if output_fmt == "NCHW":
-            g = self.grid_size
-            intermediates = [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], g, g) for t in intermediates]
+            gh, gw = x.shape[-2] // self.config.patch_size, x.shape[-1] // self.config.patch_size
+            intermediates = [t.transpose(1, 2).reshape(t.shape[0], t.shape[2], gh, gw) for t in intermediates]
         if intermediates_only:
             return intermediates
         return self.norm(self.tokens(state)), intermediates

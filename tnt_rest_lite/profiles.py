@@ -76,6 +76,8 @@ _FULL_OVERRIDES: dict[str, dict[str, Any]] = {
     "tnt_s_se_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
     "rest_lite_mini": {"stem_stride": 4},
     "rest_lite_msa_mini": {"stem_stride": 4},
+    "rest_small_mini": {"stem_stride": 4},
+    "rest_base_mini": {"stem_stride": 4},
     "resnet18_mini": {"stem_stride": 4},
     "resnet50_mini": {"stem_stride": 4},
 }

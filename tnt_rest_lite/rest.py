@@ -58,6 +58,8 @@ __all__ = [
     "rest_base",
     "rest_large",
     "rest_lite_mini",
+    "rest_small_mini",
+    "rest_base_mini",
     "rest_lite_msa_mini",
 ]
 
@@ -483,6 +485,8 @@ default_cfgs = generate_default_cfgs(
         "rest_large": _cfg(),
         "rest_lite_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
         "rest_lite_msa_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
+        "rest_small_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
+        "rest_base_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
     }
 )
 
@@ -568,3 +572,16 @@ def rest_lite_mini(pretrained: bool = False, **kwargs: Any) -> ResT:
 def rest_lite_msa_mini(pretrained: bool = False, **kwargs: Any) -> ResT:
     """The MSA baseline of :func:`rest_lite_mini` (s = 1, no head transform), same size otherwise."""
     return _create("rest_lite_msa_mini", configure(ResTConfig(), {**_MINI, **_MSA}), pretrained, **kwargs)
+
+
+@register_model
+def rest_small_mini(pretrained: bool = False, **kwargs: Any) -> ResT:
+    """ResT-Small at half width for 32 px images: dims 32-64-128-256, depths 2-2-6-2 (the detection table's backbone)."""
+    return _create("rest_small_mini", configure(ResTConfig(), {**_MINI, "depths": (2, 2, 6, 2)}), pretrained, **kwargs)
+
+
+@register_model
+def rest_base_mini(pretrained: bool = False, **kwargs: Any) -> ResT:
+    """ResT-Base at half width for 32 px images: dims 48-96-192-384, depths 2-2-6-2."""
+    dims = {"embed_dims": (48, 96, 192, 384), "depths": (2, 2, 6, 2)}
+    return _create("rest_base_mini", configure(ResTConfig(), {**_MINI, **dims}), pretrained, **kwargs)

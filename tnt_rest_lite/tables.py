@@ -137,6 +137,31 @@ def welch_interval(
     return diff, diff - half, diff + half
 
 
+def paired_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """Mean of the paired differences ``a_i - b_i`` and its t confidence interval (``n - 1`` df).
+
+    For two measurements of the same models (seed ``i`` of ``a`` and of ``b`` are one model, e.g.
+    its first and its last block): the seed-to-seed spread they share cancels in the differences.
+    Returns ``(diff, low, high)``.
+    """
+    from scipy import stats
+
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(
+            f"a paired interval needs two equally long samples of at least 2 values, got {len(a)} and {len(b)}"
+        )
+    d = [x - y for x, y in zip(a, b, strict=True)]
+    n = len(d)
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / (n - 1)
+    if var == 0:
+        return mean, mean, mean
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * math.sqrt(var / n)
+    return mean, mean - half, mean + half
+
+
 def verdict(
     claim: str,
     better: str,
@@ -145,6 +170,7 @@ def verdict(
     worse_summary: Mapping[str, Any],
     metric: str = "test_top1",
     unit: str = "points",
+    paired: bool = False,
 ) -> dict[str, Any]:
     """Does ``better`` beat ``worse`` in test top-1 at our scale, as the paper claims? A record.
 
@@ -152,7 +178,9 @@ def verdict(
     95 % Welch-t interval, and one of :data:`VERDICTS`. Another per-seed measurement of the same
     models (e.g. the share of attention on the object) is judged the same way with ``metric``
     naming its key (``unit`` names its unit in the sentence); testability still reads the models'
-    test top-1.
+    test top-1. ``paired=True`` when both sides are measurements of the same seeds' models (e.g.
+    two blocks of one network): the interval is then the paired t interval of the per-seed
+    differences (:func:`paired_interval`) instead of Welch's.
 
     * ``not testable``: either model below twice chance (it has learnt too little to compare);
     * ``holds``: the interval lies above 0; ``reversed``: below 0;
@@ -175,7 +203,7 @@ def verdict(
         outcome = "undecided"
         note = "one seed: not decided"
     else:
-        diff, low, high = welch_interval(a, b)
+        diff, low, high = paired_interval(a, b) if paired else welch_interval(a, b)
         outcome = "holds" if low > 0 else "reversed" if high < 0 else "undecided"
         if outcome == "undecided":
             note = "the interval spans 0"
@@ -194,9 +222,9 @@ def verdict(
         "confidence": CONFIDENCE,
         "metric": metric,
         "unit": unit,
-        "method": "Welch's t on the seeds' test top-1"
-        if metric == "test_top1"
-        else f"Welch's t on the seeds' {metric}",
+        "paired": paired,
+        "method": ("paired t on the seeds' differences in " if paired else "Welch's t on the seeds' ")
+        + ("test top-1" if metric == "test_top1" else metric),
         "note": note,
     }
 
@@ -234,7 +262,9 @@ def verdict_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
         difference = f"Δ {name}" + (f" ({unit})" if unit else "")
     else:
         difference = "Δ (each claim's measure)"
-    headers = ["claim", "seeds", difference, "95 % CI (Welch)", "verdict"]
+    tests = {bool(r.get("paired", False)) for r in records}
+    interval_name = "95 % CI" + (" (paired t)" if tests == {True} else " (Welch)" if tests == {False} else "")
+    headers = ["claim", "seeds", difference, interval_name, "verdict"]
     rows = []
     for r in records:
         d = _digits(r.get("unit", "points"))

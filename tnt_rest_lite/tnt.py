@@ -247,12 +247,16 @@ class TNT(ClassTokenModel):
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image -> (pixel tokens ``(B*N, num_pixels, inner_dim)``, patch tokens ``(B, 1+N, outer_dim)``)."""
         c = self.config
-        check_image(x, c.in_chans, c.img_size, "tnt")
+        grid = None
+        if self.dynamic_img_size:
+            grid = self.dynamic_grid(x, "tnt")
+        else:
+            check_image(x, c.in_chans, c.img_size, "tnt")
         b = x.shape[0]
-        pixels = self.pixel_embed(x)
+        pixels = self.pixel_embed(x)  # the pixel positions are within a patch: the same at any image size
         patches = self.patch_embed(pixels, b)
         patches = torch.cat([self.cls_token.expand(b, -1, -1), patches], dim=1)
-        return pixels, self.pos_drop(patches + self.pos_embed)
+        return pixels, self.pos_drop(patches + self.resized_pos_embed(grid))
 
     def run_block(
         self, block: nn.Module, state: tuple[torch.Tensor, torch.Tensor]

@@ -1,0 +1,224 @@
+"""Detection: backbone levels, torchvision detectors, COCO export and evaluation, ResT's stage LayerNorm."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tnt_rest_lite import create_model
+from tnt_rest_lite.detection import (
+    BACKBONES,
+    COCO_METRICS,
+    CocoFiles,
+    FeatureLevels,
+    build_backbone,
+    build_detector,
+    coco_evaluate,
+    detections_to_coco,
+    parameter_breakdown,
+    to_coco,
+    vit_block_indices,
+)
+
+MINI = [name for name, spec in BACKBONES.items() if not spec.full_size]
+FULL = [name for name, spec in BACKBONES.items() if spec.full_size]
+
+
+def test_vit_levels_are_the_supplements_blocks() -> None:
+    assert vit_block_indices(12) == [2, 5, 8, 11]  # blocks 3, 6, 9, 12 (TNT supp. §3)
+    assert vit_block_indices(4) == [0, 1, 2, 3]
+    assert vit_block_indices(8) == [1, 3, 5, 7]
+    with pytest.raises(ValueError, match="at least 4 blocks"):
+        vit_block_indices(3)
+
+
+def _check_levels(name: str, sizes: tuple[int, int]) -> None:
+    body = FeatureLevels(name).eval()
+    assert len(body.strides) == 4 and all(b == 2 * a for a, b in zip(body.strides, body.strides[1:], strict=False))
+    for size in sizes:
+        with torch.no_grad():
+            maps = body(torch.randn(1, 3, size, size + body.strides[-1]))  # non-square works too
+        assert list(maps) == ["0", "1", "2", "3"]
+        for m, channels, stride in zip(maps.values(), body.channels, body.strides, strict=True):
+            assert m.shape == (1, channels, size // stride, (size + body.strides[-1]) // stride), (name, size, stride)
+
+
+@pytest.mark.parametrize("name", MINI)
+def test_small_backbones_give_four_levels_at_two_sizes(name: str) -> None:
+    torch.manual_seed(0)
+    _check_levels(name, (64, 96))
+    assert FeatureLevels(name).strides == [2, 4, 8, 16]  # the small models' stride-2 stems / 8 px patches
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_full_size_backbones_give_strides_4_to_32_at_two_sizes(name: str) -> None:
+    torch.manual_seed(0)
+    assert FeatureLevels(name).strides == [4, 8, 16, 32]
+    _check_levels(name, (160, 224))
+
+
+def test_vit_backbone_interpolates_its_position_embeddings() -> None:
+    torch.manual_seed(0)
+    body = FeatureLevels("deit_s_mini").eval()
+    model = body.model
+    assert model.resized_pos_embed((4, 4)) is model.pos_embed  # the trained 32 px grid: unchanged
+    resized = model.resized_pos_embed((8, 12))
+    assert resized.shape == (1, 1 + 8 * 12, model.num_features)
+    assert torch.equal(resized[:, :1], model.pos_embed[:, :1])  # the class token's position is kept
+    with pytest.raises(ValueError, match="multiples of the patch size 8"):
+        body(torch.randn(1, 3, 60, 64))
+    classifier = create_model("deit_s_mini")
+    with pytest.raises(ValueError, match="expects images of shape"):
+        classifier(torch.randn(1, 3, 64, 64))  # a classifier keeps its fixed size and clear error
+
+
+@pytest.mark.parametrize(
+    ("kind", "backbone"),
+    [
+        ("faster_rcnn", "resnet50_mini"),
+        ("faster_rcnn", "deit_s_mini"),
+        ("faster_rcnn", "tnt_s_mini"),
+        ("retinanet", "rest_small_mini"),
+        ("retinanet", "rest_base_mini"),
+    ],
+)
+def test_detectors_train_and_detect(kind: str, backbone: str) -> None:
+    torch.manual_seed(0)
+    detector = build_detector(kind, backbone, num_classes=20, image_size=64, stage_norm=backbone.startswith("rest"))
+    images = [torch.rand(3, 64, 64) for _ in range(2)]
+    offset = detector.label_offset
+    targets = [
+        {"boxes": torch.tensor([[4.0, 6.0, 30.0, 40.0]]), "labels": torch.tensor([3 + offset])},
+        {
+            "boxes": torch.tensor([[10.0, 10.0, 50.0, 44.0], [0.0, 0.0, 12.0, 12.0]]),
+            "labels": torch.tensor([0, 7]) + offset,
+        },
+    ]
+    detector.train()
+    losses = detector(images, targets)
+    expected = (
+        {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
+        if kind == "faster_rcnn"
+        else {"classification", "bbox_regression"}
+    )
+    assert set(losses) == expected and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    body = detector.backbone.body
+    assert all(p.grad is not None for p in body.model.parameters() if p.requires_grad)  # every backbone weight learns
+    detector.eval()
+    with torch.no_grad():
+        out = detector(images)
+    assert len(out) == 2 and set(out[0]) == {"boxes", "scores", "labels"}
+    assert out[0]["boxes"].shape[1] == 4
+
+
+def test_build_detector_names_what_it_expects() -> None:
+    with pytest.raises(ValueError, match="Unknown detector 'yolo'; expected one of faster_rcnn, retinanet"):
+        build_detector("yolo", "resnet50_mini", 20)
+    with pytest.raises(ValueError, match="Unknown detection backbone 'vgg16'; expected one of resnet50, deit_s"):
+        build_detector("faster_rcnn", "vgg16", 20)
+    with pytest.raises(ValueError, match="stage_norm is ResT's option"):
+        build_detector("retinanet", "deit_s_mini", 20, stage_norm=True)
+
+
+def test_backbone_starts_from_the_trained_classifier() -> None:
+    torch.manual_seed(3)
+    classifier = create_model("tnt_s_mini")
+    detector = build_detector("faster_rcnn", "tnt_s_mini", 20, image_size=64, weights=classifier.state_dict())
+    loaded = detector.backbone.body.model.state_dict()
+    trained = {k: v for k, v in classifier.state_dict().items() if not k.startswith(("head.", "norm."))}
+    assert set(loaded) == set(trained) and all(torch.equal(loaded[k], v) for k, v in trained.items())
+    other = create_model("deit_s_mini").state_dict()
+    with pytest.raises(KeyError, match="do not fit backbone 'tnt_s_mini'"):
+        build_detector("faster_rcnn", "tnt_s_mini", 20, weights=other)
+
+
+def test_resnet50_faster_rcnn_has_torchvisions_parameters() -> None:
+    # torchvision's R50-FPN Faster R-CNN (untrained, so with plain batch norms) is the same network
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    ours = build_detector("faster_rcnn", "resnet50", num_classes=80)
+    reference = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None, num_classes=81)
+    parts = parameter_breakdown(ours)
+    assert parts["total"] == sum(p.numel() for p in reference.parameters()) == 41_757_156
+    assert parts["total"] == parts["backbone"] + parts["pyramid adapter"] + parts["FPN"] + parts["heads"]
+    assert parts["pyramid adapter"] == 0 and parts["backbone"] == 23_508_032  # ResNet-50 without its fc
+
+
+def test_rest_stage_norm_normalises_each_stage_output() -> None:
+    torch.manual_seed(0)
+    with_ln = build_backbone("rest_small_mini", "retinanet", stage_norm=True).body.model.eval()
+    without = build_backbone("rest_small_mini", "retinanet").body.model.eval()
+    assert all(hasattr(with_ln, f"norm{i}") for i in (1, 2, 3)) and not any(
+        hasattr(without, f"norm{i}") for i in (1, 2, 3)
+    )
+    captured = {}
+    hooks = [
+        getattr(with_ln, f"norm{i}").register_forward_hook(lambda m, a, o, i=i: captured.__setitem__(i, (a[0], m)))
+        for i in (1, 2, 3)
+    ]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        maps = with_ln.forward_intermediates(x, indices=[0, 1, 2], intermediates_only=True)
+    for h in hooks:
+        h.remove()
+    for i, m in zip((1, 2, 3), maps, strict=True):
+        tokens, norm = captured[i]
+        normalised = (m.flatten(2).transpose(1, 2) - norm.bias) / norm.weight  # the map before the affine
+        assert torch.allclose(normalised.mean(-1), torch.zeros(1), atol=1e-5)
+        var = tokens.var(-1, unbiased=False)
+        assert torch.allclose(normalised.var(-1, unbiased=False), var / (var + norm.eps), atol=1e-4)  # 1 but for eps
+        assert not torch.allclose(tokens.var(-1), torch.ones(1), atol=0.2)  # it was not normalised before
+    with torch.no_grad():
+        raw = without.forward_intermediates(x, indices=[0], intermediates_only=True)[0]
+    assert not torch.allclose(raw.flatten(2).transpose(1, 2).var(-1), torch.ones(1), atol=0.2)
+
+
+def _toy_dataset() -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    return [
+        (
+            torch.zeros(3, 64, 64),
+            {"boxes": torch.tensor([[4.0, 4.0, 30.0, 36.0], [40.0, 8.0, 60.0, 20.0]]), "labels": torch.tensor([1, 2])},
+        ),
+        (torch.zeros(3, 64, 64), {"boxes": torch.tensor([[10.0, 12.0, 50.0, 60.0]]), "labels": torch.tensor([3])}),
+    ]
+
+
+def test_coco_round_trip_perfect_and_shifted() -> None:
+    data = _toy_dataset()
+    gt = to_coco(data, ["circle", "square", "star"])
+    assert [c["name"] for c in gt["categories"]] == ["circle", "square", "star"]
+    assert gt["annotations"][0]["bbox"] == [4.0, 4.0, 26.0, 32.0] and gt["annotations"][0]["area"] == 26.0 * 32.0
+    perfect = [{**t, "scores": torch.ones(len(t["labels"]))} for _, t in data]
+    scores = coco_evaluate(gt, detections_to_coco(perfect, [0, 1]), area_scale=(64 / 640) ** 2)
+    assert list(scores) == list(COCO_METRICS)
+    assert scores["AP"] == pytest.approx(100.0) and scores["AP50"] == pytest.approx(100.0)
+    shifted = [{**p, "boxes": p["boxes"] + 6.0} for p in perfect]
+    worse = coco_evaluate(gt, detections_to_coco(shifted, [0, 1]))
+    assert worse["AP"] < 60.0 and worse["AP75"] < scores["AP75"]
+    wrong_class = [{**p, "labels": p["labels"] % 3 + 1} for p in perfect]
+    assert coco_evaluate(gt, detections_to_coco(wrong_class, [0, 1]))["AP"] == pytest.approx(0.0)
+    assert coco_evaluate(gt, [])["AP"] == 0.0
+
+
+def test_coco_files_fail_clearly_when_absent(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="COCO-format data not found.*cocodataset.org"):
+        CocoFiles(str(tmp_path / "val2017"), str(tmp_path / "instances_val2017.json"))
+
+
+def test_coco_files_read_a_dataset_on_disk(tmp_path) -> None:
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    data = _toy_dataset()
+    gt = to_coco(data, ["circle", "square", "star"])
+    for info in gt["images"]:
+        Image.fromarray(np.zeros((64, 64, 3), dtype=np.uint8)).save(tmp_path / info["file_name"])
+    (tmp_path / "ann.json").write_text(json.dumps(gt))
+    dataset = CocoFiles(str(tmp_path), str(tmp_path / "ann.json"))
+    assert len(dataset) == 2 and dataset.classes == ["circle", "square", "star"]
+    image, target = dataset[0]
+    assert image.shape == (3, 64, 64)
+    assert torch.allclose(target["boxes"], data[0][1]["boxes"]) and target["labels"].tolist() == [1, 2]

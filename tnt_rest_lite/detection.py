@@ -1,0 +1,496 @@
+"""Detection with our backbones: Faster R-CNN + FPN (TNT Table 2) and RetinaNet + FPN (ResT Table 2).
+
+The papers trained their detectors with mmdetection; ours are torchvision's real components,
+``FasterRCNN``, ``RetinaNet`` and ``FeaturePyramidNetwork``, evaluated with pycocotools. What is
+ours is the bridge from a classifier to the four feature maps an FPN takes:
+
+* **ResNet-50** (timm's ResNet, the published one or our small counterpart): stages 2-5
+  (``layer1``-``layer4``), strides 4-8-16-32 (2-4-8-16 with the small models' stride-2 stem).
+* **DeiT-S and TNT-S**: every block works at one stride, the patch size. TNT's supplement (§3)
+  takes the patch tokens after blocks 3, 6, 9 and 12 (evenly spaced blocks for other depths),
+  reshapes them to maps and brings them to 4 strides with "deconvolution/convolution layers with
+  proper stride": :class:`SimplePyramid` (two transposed convolutions for x4, one for x2, the map
+  itself, a max-pool for /2 -- the form ViTDet later called the simple feature pyramid). Inputs of
+  another size than the pre-training size work: the position embeddings are interpolated
+  (``dynamic_img_size``).
+* **ResT**: the four stage outputs; ``stage_norm=True`` adds the LayerNorm on each stage output
+  that the supplement's Table 2 calls "w LN" (the authors' ``norm{i}``).
+
+Faster R-CNN takes all four levels plus a max-pooled fifth (``LastLevelMaxPool``), RetinaNet the
+last three plus P6 and P7 computed from the last stage (``LastLevelP6P7``), as the two papers'
+mmdetection configs do. :func:`build_detector` is the one entry point.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = [
+    "BACKBONES",
+    "DETECTORS",
+    "BackboneSpec",
+    "SimplePyramid",
+    "FeatureLevels",
+    "FPNBackbone",
+    "build_backbone",
+    "build_detector",
+    "vit_block_indices",
+    "count_parameters",
+    "parameter_breakdown",
+    "load_classifier_weights",
+    "COCO_METRICS",
+    "to_coco",
+    "detections_to_coco",
+    "coco_evaluate",
+    "CocoFiles",
+]
+
+DETECTORS = ("faster_rcnn", "retinanet")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered detection backbone: the classifier it is built from and how its levels are read."""
+
+    model: str  # the classifier's registered name (ours, or timm's for "resnet50")
+    family: str  # "resnet" | "vit" | "rest"
+    full_size: bool  # the published size (224 px ImageNet models) or a small counterpart
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    "resnet50": BackboneSpec("resnet50", "resnet", True),
+    "deit_s": BackboneSpec("deit_s", "vit", True),
+    "tnt_s": BackboneSpec("tnt_s", "vit", True),
+    "rest_small": BackboneSpec("rest_small", "rest", True),
+    "rest_base": BackboneSpec("rest_base", "rest", True),
+    "resnet50_mini": BackboneSpec("resnet50_mini", "resnet", False),
+    "deit_s_mini": BackboneSpec("deit_s_mini", "vit", False),
+    "tnt_s_mini": BackboneSpec("tnt_s_mini", "vit", False),
+    "rest_small_mini": BackboneSpec("rest_small_mini", "rest", False),
+    "rest_base_mini": BackboneSpec("rest_base_mini", "rest", False),
+}
+
+
+def vit_block_indices(depth: int, levels: int = 4) -> list[int]:
+    """The blocks (0-based) whose patch tokens form the levels: 3, 6, 9, 12 of 12 (TNT supp. §3).
+
+    For other depths, evenly spaced blocks ending with the last: ``round((k + 1) * depth / levels)``.
+    """
+    if depth < levels:
+        raise ValueError(f"a {levels}-level pyramid needs at least {levels} blocks, the model has {depth}")
+    return [round((k + 1) * depth / levels) - 1 for k in range(levels)]
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of a ``(B, C, H, W)`` map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SimplePyramid(nn.Module):
+    """Four maps at strides ``s/4, s/2, s, 2s`` from four stride-``s`` maps (one per chosen block).
+
+    The deconvolution/convolution layers of TNT's supplement (§3): map 1 is upsampled x4 by two
+    2x2 transposed convolutions with a LayerNorm and GELU between them, map 2 x2 by one, map 3 is
+    kept, map 4 is max-pooled /2. Channels stay the model's width.
+    """
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.up4 = nn.Sequential(
+            nn.ConvTranspose2d(width, width, 2, stride=2),
+            LayerNorm2d(width),
+            nn.GELU(),
+            nn.ConvTranspose2d(width, width, 2, stride=2),
+        )
+        self.up2 = nn.ConvTranspose2d(width, width, 2, stride=2)
+        self.keep = nn.Identity()
+        self.down2 = nn.MaxPool2d(2)
+
+    def forward(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        if len(maps) != 4:
+            raise ValueError(f"the simple pyramid takes 4 maps, got {len(maps)}")
+        return [self.up4(maps[0]), self.up2(maps[1]), self.keep(maps[2]), self.down2(maps[3])]
+
+
+class FeatureLevels(nn.Module):
+    """A classifier as four feature maps: ``OrderedDict`` ``"0"``-``"3"`` of ``(B, C_i, H_i, W_i)``.
+
+    ``channels`` and ``strides`` describe the four levels (torchvision's FPN takes the channels).
+    The classifier's head is removed; its weights are the initialisation (``weights``).
+    """
+
+    def __init__(self, name: str, norm_eval: bool = True, **model_kwargs: Any) -> None:
+        super().__init__()
+        if name not in BACKBONES:
+            raise ValueError(f"Unknown detection backbone '{name}'; expected one of {', '.join(BACKBONES)}")
+        self.name = name
+        self.spec = BACKBONES[name]
+        self.norm_eval = norm_eval
+        self.model = _classifier(self.spec, **model_kwargs)
+        family = self.spec.family
+        if family == "resnet":
+            info = self.model.feature_info[1:5]  # layer1..layer4
+            self.channels = [int(i["num_chs"]) for i in info]
+            self.strides = [int(i["reduction"]) for i in info]
+            self.pyramid = None
+        elif family == "rest":
+            info = self.model.feature_info
+            self.channels = [int(i["num_chs"]) for i in info]
+            self.strides = [int(i["reduction"]) for i in info]
+            self.pyramid = None
+        else:
+            self.model.dynamic_img_size = True
+            self.blocks = vit_block_indices(len(self.model.blocks))
+            # the final norm reads only the class token's path to the head: unused by the levels
+            self.model.prune_intermediate_layers(self.blocks, prune_norm=True, prune_head=True)
+            width, patch = self.model.num_features, self.model.config.patch_size
+            self.channels = [width] * 4
+            self.strides = [patch // 4, patch // 2, patch, patch * 2]
+            if patch % 4:
+                raise ValueError(f"the simple pyramid needs a patch size divisible by 4, got {patch}")
+            self.pyramid = SimplePyramid(width)
+        # classifier weights the levels never read (dropped when the classifier's weights are loaded)
+        self.unused_prefixes = ("head.", "fc.") + (("norm.",) if family == "vit" else ())
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        family = self.spec.family
+        if family == "resnet":
+            maps = self.model.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
+        elif family == "rest":
+            maps = self.model.forward_intermediates(x, indices=[0, 1, 2, 3], intermediates_only=True)
+        else:
+            maps = self.pyramid(self.model.forward_intermediates(x, indices=self.blocks, intermediates_only=True))
+        return OrderedDict((str(i), m) for i, m in enumerate(maps))
+
+    def train(self, mode: bool = True) -> FeatureLevels:
+        """As mmdetection's ``norm_eval``: batch-norm statistics stay frozen while the detector trains."""
+        super().train(mode)
+        if mode and self.norm_eval:
+            for module in self.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+        return self
+
+
+def _classifier(spec: BackboneSpec, **kwargs: Any) -> nn.Module:
+    """The classifier without its head (``num_classes=0``): ours from our registry, ResNet-50 from timm's."""
+    if spec.model == "resnet50":
+        import timm
+
+        return timm.create_model("resnet50", pretrained=False, num_classes=0, **kwargs)
+    from .registry import create_model
+
+    return create_model(spec.model, num_classes=0, **kwargs)
+
+
+class FPNBackbone(nn.Module):
+    """:class:`FeatureLevels` -> torchvision's ``FeaturePyramidNetwork``: what torchvision's detectors take.
+
+    ``levels`` picks the maps the FPN reads (Faster R-CNN: all four; RetinaNet: the last three);
+    ``extra`` adds the fifth level (and sixth): ``"maxpool"`` (``LastLevelMaxPool``) or ``"p6p7"``
+    (``LastLevelP6P7`` from the last stage). ``out_channels`` is what the heads see.
+    """
+
+    def __init__(
+        self, body: FeatureLevels, levels: Sequence[int], extra: str = "maxpool", out_channels: int = 256
+    ) -> None:
+        super().__init__()
+        from torchvision.ops.feature_pyramid_network import (
+            FeaturePyramidNetwork,
+            LastLevelMaxPool,
+            LastLevelP6P7,
+        )
+
+        if extra not in ("maxpool", "p6p7"):
+            raise ValueError(f"extra must be 'maxpool' or 'p6p7', got '{extra}'")
+        self.body = body
+        self.levels = list(levels)
+        in_channels = [body.channels[i] for i in self.levels]
+        # P6 from the last stage's map (mmdetection's add_extra_convs="on_input", the authors' setting)
+        blocks = LastLevelMaxPool() if extra == "maxpool" else LastLevelP6P7(in_channels[-1], out_channels)
+        self.fpn = FeaturePyramidNetwork(in_channels, out_channels, extra_blocks=blocks)
+        self.out_channels = out_channels
+        self.strides = [body.strides[i] for i in self.levels]
+        last = self.strides[-1]
+        self.strides += [last * 2] if extra == "maxpool" else [last * 2, last * 4]
+
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
+        maps = self.body(x)
+        return self.fpn(OrderedDict((str(i), maps[str(i)]) for i in self.levels))
+
+
+def build_backbone(
+    name: str, kind: str = "faster_rcnn", out_channels: int = 256, stage_norm: bool = False, norm_eval: bool = True
+) -> FPNBackbone:
+    """The FPN backbone of detector ``kind`` on backbone ``name`` (``stage_norm``: ResT's "w LN")."""
+    if kind not in DETECTORS:
+        raise ValueError(f"Unknown detector '{kind}'; expected one of {', '.join(DETECTORS)}")
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown detection backbone '{name}'; expected one of {', '.join(BACKBONES)}")
+    kwargs: dict[str, Any] = {}
+    if stage_norm:
+        if BACKBONES[name].family != "rest":
+            raise ValueError(f"stage_norm is ResT's option (a LayerNorm on each stage output); '{name}' is not a ResT")
+        kwargs["stage_norm"] = True
+    body = FeatureLevels(name, norm_eval=norm_eval, **kwargs)
+    if kind == "faster_rcnn":
+        return FPNBackbone(body, levels=[0, 1, 2, 3], extra="maxpool", out_channels=out_channels)
+    return FPNBackbone(body, levels=[1, 2, 3], extra="p6p7", out_channels=out_channels)
+
+
+def _anchor_generator(kind: str, strides: Sequence[int]) -> Any:
+    """Anchors scaled to the levels' strides: 8 x stride, as torchvision's defaults are at strides 4-64.
+
+    Faster R-CNN: one size per level (32-512 px at strides 4-64); RetinaNet: three octave scales
+    per level (32-512 px at strides 8-128, times 1, 2^(1/3), 2^(2/3)). Three aspect ratios each.
+    """
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
+
+    if kind == "faster_rcnn":
+        sizes = tuple((8 * s,) for s in strides)
+    else:
+        sizes = tuple(tuple(int(4 * s * 2 ** (k / 3)) for k in range(3)) for s in strides)
+    return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(strides))
+
+
+def build_detector(
+    kind: str,
+    backbone: str,
+    num_classes: int,
+    *,
+    stage_norm: bool = False,
+    image_size: int | tuple[int, int] | None = None,
+    weights: Mapping[str, torch.Tensor] | None = None,
+    norm_eval: bool = True,
+    **options: Any,
+) -> nn.Module:
+    """A torchvision detector of ``kind`` on ``backbone`` for ``num_classes`` object classes.
+
+    Args:
+        kind: ``"faster_rcnn"`` (TNT's Table 2) or ``"retinanet"`` (ResT's Table 2).
+        backbone: a name of :data:`BACKBONES` (the published sizes and their small counterparts).
+        num_classes: object classes (80 for COCO); Faster R-CNN adds its background class, so its
+            labels are ``1..num_classes``; RetinaNet's (sigmoid scores, no background) are
+            ``0..num_classes-1``. The detector's ``label_offset`` says which.
+        stage_norm: ResT only: the LayerNorm on each stage output ("w LN").
+        image_size: the images' side (or ``(min, max)``): torchvision resizes to it (default
+            800/1333, COCO's; small synthetic images keep their own size).
+        weights: the classifier's ``state_dict`` to start from (its head is dropped; a mismatch is
+            an error naming the keys).
+        norm_eval: keep the backbone's batch norms in eval mode while training (mmdetection's default).
+        options: passed to torchvision's ``FasterRCNN`` / ``RetinaNet`` (e.g. ``box_detections_per_img``).
+    """
+    from torchvision.models.detection import FasterRCNN, RetinaNet
+
+    fpn = build_backbone(backbone, kind, stage_norm=stage_norm, norm_eval=norm_eval)
+    if weights is not None:
+        load_classifier_weights(fpn.body, weights)
+    if image_size is not None:
+        low, high = (image_size, image_size) if isinstance(image_size, int) else image_size
+        options.setdefault("min_size", low)
+        options.setdefault("max_size", high)
+    anchors = _anchor_generator(kind, fpn.strides)
+    if kind == "faster_rcnn":
+        from torchvision.ops import MultiScaleRoIAlign
+
+        roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+        model = FasterRCNN(
+            fpn, num_classes=num_classes + 1, rpn_anchor_generator=anchors, box_roi_pool=roi_pool, **options
+        )
+        model.label_offset = 1
+    else:
+        model = RetinaNet(fpn, num_classes=num_classes, anchor_generator=anchors, **options)
+        model.label_offset = 0
+    model.kind, model.backbone_name, model.stage_norm = kind, backbone, stage_norm
+    return model
+
+
+def load_classifier_weights(body: FeatureLevels, state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Load a trained classifier's weights into ``body`` (the head's, and a ViT's final norm, are dropped).
+
+    Every other key must match: a missing or unexpected key is an error that names it, so weights
+    of another architecture are never loaded in part.
+    """
+    model = body.model
+    kept = {k: v for k, v in state_dict.items() if not k.startswith(body.unused_prefixes)}
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(kept))
+    unexpected = sorted(set(kept) - set(expected))
+    resized = sorted(k for k in set(kept) & set(expected) if kept[k].shape != expected[k].shape)
+    if missing or unexpected or resized:
+        raise KeyError(
+            f"the classifier weights do not fit backbone '{body.name}': missing keys {missing[:6]}, "
+            f"unexpected keys {unexpected[:6]}, keys of another shape {resized[:6]}"
+        )
+    model.load_state_dict(kept)
+
+
+def count_parameters(module: nn.Module, where: Callable[[str], bool] | None = None) -> int:
+    """Parameters of ``module`` (optionally only those whose name passes ``where``)."""
+    return sum(p.numel() for n, p in module.named_parameters() if where is None or where(n))
+
+
+def parameter_breakdown(detector: nn.Module) -> dict[str, int]:
+    """Parameters by part: backbone, pyramid adapter (ViTs), FPN, RPN / heads, and the total."""
+    parts = {
+        "backbone": count_parameters(detector, lambda n: n.startswith("backbone.body.model.")),
+        "pyramid adapter": count_parameters(detector, lambda n: n.startswith("backbone.body.pyramid.")),
+        "FPN": count_parameters(detector, lambda n: n.startswith("backbone.fpn.")),
+        "heads": count_parameters(detector, lambda n: not n.startswith("backbone.")),
+    }
+    parts["total"] = count_parameters(detector)
+    return parts
+
+
+# ----------------------------------------------------------------------------------------------
+# COCO format and pycocotools evaluation
+# ----------------------------------------------------------------------------------------------
+
+COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # the columns of TNT's Table 2
+
+
+def to_coco(dataset: Any, class_names: Sequence[str] | None = None, label_offset: int = 1) -> dict[str, Any]:
+    """Ground truth of a detection dataset as a COCO json dict (``images``, ``annotations``, ``categories``).
+
+    ``dataset[i]`` is ``(image (3, H, W), {"boxes" (N, 4) xyxy, "labels" (N,)})`` as torchvision's
+    detectors take it, labels starting at ``label_offset``; COCO category ids are ``label -
+    label_offset + 1`` and boxes ``[x, y, w, h]``. Image ids are the dataset indices.
+    """
+    images, annotations = [], []
+    num_classes = 0
+    for index in range(len(dataset)):
+        image, target = dataset[index]
+        h, w = int(image.shape[-2]), int(image.shape[-1])
+        images.append({"id": index, "width": w, "height": h, "file_name": f"{index:06d}.png"})
+        for box, label in zip(target["boxes"].tolist(), target["labels"].tolist(), strict=True):
+            x0, y0, x1, y1 = box
+            category = int(label) - label_offset + 1
+            num_classes = max(num_classes, category)
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": index,
+                    "category_id": category,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "area": (x1 - x0) * (y1 - y0),
+                    "iscrowd": 0,
+                }
+            )
+    if class_names is None:
+        class_names = [str(c) for c in range(1, num_classes + 1)]
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(class_names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def detections_to_coco(
+    predictions: Sequence[Mapping[str, torch.Tensor]], image_ids: Sequence[int], label_offset: int = 1
+) -> list[dict[str, Any]]:
+    """A detector's outputs (``boxes`` xyxy, ``scores``, ``labels``) as COCO result records."""
+    records = []
+    for image_id, pred in zip(image_ids, predictions, strict=True):
+        for box, score, label in zip(
+            pred["boxes"].tolist(), pred["scores"].tolist(), pred["labels"].tolist(), strict=True
+        ):
+            x0, y0, x1, y1 = box
+            records.append(
+                {
+                    "image_id": int(image_id),
+                    "category_id": int(label) - label_offset + 1,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(score),
+                }
+            )
+    return records
+
+
+def coco_evaluate(
+    ground_truth: Mapping[str, Any], detections: Sequence[Mapping[str, Any]], area_scale: float = 1.0
+) -> dict[str, float]:
+    """COCO box AP with pycocotools: ``AP, AP50, AP75, APS, APM, APL`` in percent.
+
+    ``area_scale`` multiplies COCO's size thresholds (small < 32², large > 96² pixels, set for
+    images about 640 px wide): for small images pass ``(side / 640)**2`` so "small", "medium" and
+    "large" keep their share of the image. A size bin without objects gives ``nan`` (COCO's -1).
+    """
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+        gt = COCO()
+        gt.dataset = {k: list(v) for k, v in ground_truth.items()}
+        gt.createIndex()
+        if not detections:
+            return {k: 0.0 for k in COCO_METRICS}
+        dt = gt.loadRes([dict(d) for d in detections])
+        evaluator = COCOeval(gt, dt, iouType="bbox")
+        small, large = 32**2 * area_scale, 96**2 * area_scale
+        evaluator.params.areaRng = [[0, 1e10], [0, small], [small, large], [large, 1e10]]
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = evaluator.stats[:6]
+    return {k: (float("nan") if v < 0 else 100.0 * float(v)) for k, v in zip(COCO_METRICS, stats, strict=True)}
+
+
+class CocoFiles(torch.utils.data.Dataset):
+    """A COCO-format dataset on disk (COCO itself, or any COCO json with its images), torchvision style.
+
+    ``root`` holds the images named in ``annotation_file``'s ``file_name`` fields. Items are
+    ``(image float (3, H, W) in [0, 1], {"boxes" xyxy, "labels"})`` with labels ``1..C`` in the
+    order of the json's categories (``label_offset`` shifts them, e.g. 0 for RetinaNet). Missing
+    files are an error that names them (no download is attempted: COCO is 20 GB).
+    """
+
+    def __init__(self, root: str, annotation_file: str, label_offset: int = 1) -> None:
+        from pathlib import Path
+
+        self.root, annotations = Path(root), Path(annotation_file)
+        if not annotations.is_file() or not self.root.is_dir():
+            raise FileNotFoundError(
+                f"COCO-format data not found: expected the annotation file {annotations} and the image folder "
+                f"{self.root}. Download COCO 2017 (https://cocodataset.org: val2017 images and "
+                f"annotations_trainval2017) or point these at any COCO-json dataset; nothing is downloaded here."
+            )
+        import contextlib
+        import io
+
+        from pycocotools.coco import COCO
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            self.coco = COCO(str(annotations))
+        self.ids = sorted(self.coco.imgs)
+        self.category_ids = sorted(self.coco.cats)
+        self.classes = [self.coco.cats[c]["name"] for c in self.category_ids]
+        self._label = {c: i + label_offset for i, c in enumerate(self.category_ids)}
+        self.label_offset = label_offset
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        import numpy as np
+        from PIL import Image
+
+        info = self.coco.imgs[self.ids[index]]
+        path = self.root / info["file_name"]
+        if not path.is_file():
+            raise FileNotFoundError(f"image {path} named in the annotations is missing")
+        image = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1).float() / 255
+        anns = [a for a in self.coco.imgToAnns[self.ids[index]] if not a.get("iscrowd", 0)]
+        boxes = torch.tensor(
+            [[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]] for a in anns],
+            dtype=torch.float32,
+        ).reshape(-1, 4)
+        labels = torch.tensor([self._label[a["category_id"]] for a in anns], dtype=torch.int64)
+        return image, {"boxes": boxes, "labels": labels}
