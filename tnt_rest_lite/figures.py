@@ -563,13 +563,13 @@ def plot_head_similarity(similarity: Mapping[str, torch.Tensor], title: str = ""
     """The three head-by-head cosine-similarity matrices of one EMSA block (ResT supplement Fig. 1)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.1))
+    fig, axes = plt.subplots(1, 3, figsize=(9.6, 3.1))
     for ax, key in zip(axes, ("scores", "transformed", "attn"), strict=True):
         matrix = similarity[key]
         image = ax.imshow(matrix.numpy(), cmap="viridis", vmin=-1, vmax=1)
         ax.set_title(f"{_STEP_LABELS[key]}\nmean off-diagonal {mean_off_diagonal(matrix):.2f}", fontsize=8)
         ax.set_xlabel("head", fontsize=8)
-        ax.set_ylabel("head", fontsize=8)
+    axes[0].set_ylabel("head", fontsize=8)  # one label: the panels share their rows
     fig.colorbar(image, ax=axes, shrink=0.8, label="cosine similarity")
     fig.suptitle(title, fontsize=10)
     return fig
