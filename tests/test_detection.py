@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from tnt_rest_lite import create_model
 from tnt_rest_lite.detection import (
@@ -222,3 +223,64 @@ def test_coco_files_read_a_dataset_on_disk(tmp_path) -> None:
     image, target = dataset[0]
     assert image.shape == (3, 64, 64)
     assert torch.allclose(target["boxes"], data[0][1]["boxes"]) and target["labels"].tolist() == [1, 2]
+
+
+def test_synthetic_detection_splits_have_several_boxed_objects() -> None:
+    from tnt_rest_lite.detection import detection_dataset
+
+    train = detection_dataset("synthetic", "train", 40)
+    test = detection_dataset("synthetic", "test", 40, label_offset=0)
+    counts = []
+    for i in range(len(train)):
+        image, target = train[i]
+        assert image.shape == (3, 64, 64) and 0.0 <= float(image.min()) and float(image.max()) <= 1.0
+        boxes = target["boxes"]
+        assert len(boxes) >= 1 and bool((boxes[:, 2:] > boxes[:, :2]).all())
+        assert bool((boxes >= 0).all()) and bool((boxes <= 64).all())
+        assert 1 <= int(target["labels"].min()) and int(target["labels"].max()) <= 20  # labels 1..20 (offset 1)
+        counts.append(len(boxes))
+    assert sum(counts) / len(counts) > 1.5  # the distractors are objects too
+    assert int(test[0][1]["labels"].min()) >= 0 and not torch.equal(train[0][0], test[0][0])
+    with pytest.raises(ValueError, match="Unknown detection source 'voc'"):
+        detection_dataset("voc", "train", 4)
+    with pytest.raises(ValueError, match="needs root"):
+        detection_dataset("coco", "val")
+
+
+class _Oracle(nn.Module):
+    """A 'detector' that returns the ground truth of the images it is shown (for the evaluation's plumbing)."""
+
+    def __init__(self, dataset, shift: float = 0.0) -> None:
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1))
+        self.items = [dataset[i] for i in range(len(dataset))]
+        self.shift = shift
+        self.label_offset = 1
+
+    def forward(self, images):
+        out = []
+        for image in images:
+            _, target = next(t for t in self.items if torch.equal(t[0], image))
+            out.append(
+                {
+                    "boxes": target["boxes"] + self.shift,
+                    "labels": target["labels"],
+                    "scores": torch.ones(len(target["labels"])),
+                }
+            )
+        return out
+
+
+def test_evaluate_detector_on_an_oracle_and_a_real_detector() -> None:
+    from tnt_rest_lite.detection import detection_dataset, evaluate_detector, plot_detections, predict
+
+    data = detection_dataset("synthetic", "val", 12)
+    perfect = evaluate_detector(_Oracle(data), data, batch_size=5)
+    assert perfect["AP"] == pytest.approx(100.0) and perfect["AP50"] == pytest.approx(100.0)
+    assert evaluate_detector(_Oracle(data, shift=4.0), data)["AP"] < perfect["AP"]
+    torch.manual_seed(0)
+    detector = build_detector("faster_rcnn", "resnet50_mini", num_classes=20, image_size=64)
+    scores = evaluate_detector(detector, data, batch_size=6)
+    assert list(scores) == list(COCO_METRICS) and 0.0 <= scores["AP"] <= 100.0
+    figure = plot_detections(data, predict(_Oracle(data), data), [0, 1, 2])
+    assert len(figure.axes) == 3
