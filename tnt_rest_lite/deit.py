@@ -16,7 +16,7 @@ import torch
 from timm.models import generate_default_cfgs
 from torch import nn
 
-from .interface import ClassTokenModel, build, cfg, mini_cfg
+from .interface import ClassTokenModel, build, cfg, check_image, mini_cfg
 from .layers import TransformerBlock, init_weights
 from .registry import register_model
 
@@ -38,16 +38,6 @@ class DeiTConfig:
     drop_rate: float = 0.0
     attn_drop_rate: float = 0.0
     drop_path_rate: float = 0.0
-
-
-@torch.fx.wrap  # a shape check: fx (timm's feature extraction) keeps it as one leaf call
-def check_image(x: torch.Tensor, in_chans: int, img_size: int, model: str) -> None:
-    """Raise a clear error unless ``x`` is ``(B, in_chans, img_size, img_size)``."""
-    if x.ndim != 4 or x.shape[1] != in_chans or tuple(x.shape[-2:]) != (img_size, img_size):
-        raise ValueError(
-            f"{model} expects images of shape (B, {in_chans}, {img_size}, {img_size}), got {tuple(x.shape)}; "
-            f"resize the input or build the model with img_size={x.shape[-1] if x.ndim == 4 else '...'}"
-        )
 
 
 class PatchEmbed(nn.Module):
@@ -102,11 +92,7 @@ class DeiT(ClassTokenModel):
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Image -> tokens ``(B, 1 + num_patches, embed_dim)``: patches, class token, positions."""
-        grid = None
-        if self.dynamic_img_size:
-            grid = self.dynamic_grid(x, "deit")
-        else:
-            check_image(x, self.config.in_chans, self.config.img_size, "deit")
+        grid = self.patch_grid(x, "deit")
         x = self.patch_embed(x)
         x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + self.resized_pos_embed(grid))

@@ -24,7 +24,7 @@ mmdetection configs do. :func:`build_detector` is the one entry point.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,7 +41,7 @@ __all__ = [
     "build_backbone",
     "build_detector",
     "vit_block_indices",
-    "count_parameters",
+    "backbone_spec",
     "parameter_breakdown",
     "load_classifier_weights",
     "COCO_METRICS",
@@ -92,6 +92,13 @@ def vit_block_indices(depth: int, levels: int = 4) -> list[int]:
     return [round((k + 1) * depth / levels) - 1 for k in range(levels)]
 
 
+def backbone_spec(name: str) -> BackboneSpec:
+    """The registered backbone ``name``, or an error listing the valid ones."""
+    if name not in BACKBONES:
+        raise ValueError(f"Unknown detection backbone '{name}'; expected one of {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a ``(B, C, H, W)`` map."""
 
@@ -134,28 +141,23 @@ class FeatureLevels(nn.Module):
 
     def __init__(self, name: str, norm_eval: bool = True, **model_kwargs: Any) -> None:
         super().__init__()
-        if name not in BACKBONES:
-            raise ValueError(f"Unknown detection backbone '{name}'; expected one of {', '.join(BACKBONES)}")
         self.name = name
-        self.spec = BACKBONES[name]
+        self.spec = backbone_spec(name)
         self.norm_eval = norm_eval
         self.model = _classifier(self.spec, **model_kwargs)
         family = self.spec.family
-        if family == "resnet":
-            info = self.model.feature_info[1:5]  # layer1..layer4
-            self.channels = [int(i["num_chs"]) for i in info]
-            self.strides = [int(i["reduction"]) for i in info]
-            self.pyramid = None
-        elif family == "rest":
-            info = self.model.feature_info
+        if family in ("resnet", "rest"):
+            # timm's feature indices: ResNet's are the stem and layer1..layer4, ResT's its four stages
+            self.indices = [1, 2, 3, 4] if family == "resnet" else [0, 1, 2, 3]
+            info = [self.model.feature_info[i] for i in self.indices]
             self.channels = [int(i["num_chs"]) for i in info]
             self.strides = [int(i["reduction"]) for i in info]
             self.pyramid = None
         else:
             self.model.dynamic_img_size = True
-            self.blocks = vit_block_indices(len(self.model.blocks))
+            self.indices = vit_block_indices(len(self.model.blocks))
             # the final norm reads only the class token's path to the head: unused by the levels
-            self.model.prune_intermediate_layers(self.blocks, prune_norm=True, prune_head=True)
+            self.model.prune_intermediate_layers(self.indices, prune_norm=True, prune_head=True)
             width, patch = self.model.num_features, self.model.config.patch_size
             self.channels = [width] * 4
             self.strides = [patch // 4, patch // 2, patch, patch * 2]
@@ -166,13 +168,9 @@ class FeatureLevels(nn.Module):
         self.unused_prefixes = ("head.", "fc.") + (("norm.",) if family == "vit" else ())
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
-        family = self.spec.family
-        if family == "resnet":
-            maps = self.model.forward_intermediates(x, indices=[1, 2, 3, 4], intermediates_only=True)
-        elif family == "rest":
-            maps = self.model.forward_intermediates(x, indices=[0, 1, 2, 3], intermediates_only=True)
-        else:
-            maps = self.pyramid(self.model.forward_intermediates(x, indices=self.blocks, intermediates_only=True))
+        maps = self.model.forward_intermediates(x, indices=self.indices, intermediates_only=True)
+        if self.pyramid is not None:
+            maps = self.pyramid(maps)
         return OrderedDict((str(i), m) for i, m in enumerate(maps))
 
     def train(self, mode: bool = True) -> FeatureLevels:
@@ -238,11 +236,9 @@ def build_backbone(
     """The FPN backbone of detector ``kind`` on backbone ``name`` (``stage_norm``: ResT's "w LN")."""
     if kind not in DETECTORS:
         raise ValueError(f"Unknown detector '{kind}'; expected one of {', '.join(DETECTORS)}")
-    if name not in BACKBONES:
-        raise ValueError(f"Unknown detection backbone '{name}'; expected one of {', '.join(BACKBONES)}")
     kwargs: dict[str, Any] = {}
     if stage_norm:
-        if BACKBONES[name].family != "rest":
+        if backbone_spec(name).family != "rest":
             raise ValueError(f"stage_norm is ResT's option (a LayerNorm on each stage output); '{name}' is not a ResT")
         kwargs["stage_norm"] = True
     body = FeatureLevels(name, norm_eval=norm_eval, **kwargs)
@@ -324,34 +320,29 @@ def load_classifier_weights(body: FeatureLevels, state_dict: Mapping[str, torch.
     Every other key must match: a missing or unexpected key is an error that names it, so weights
     of another architecture are never loaded in part.
     """
-    model = body.model
+    from .weights import check_state_dict
+
     kept = {k: v for k, v in state_dict.items() if not k.startswith(body.unused_prefixes)}
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(kept))
-    unexpected = sorted(set(kept) - set(expected))
-    resized = sorted(k for k in set(kept) & set(expected) if kept[k].shape != expected[k].shape)
-    if missing or unexpected or resized:
-        raise KeyError(
-            f"the classifier weights do not fit backbone '{body.name}': missing keys {missing[:6]}, "
-            f"unexpected keys {unexpected[:6]}, keys of another shape {resized[:6]}"
-        )
-    model.load_state_dict(kept)
-
-
-def count_parameters(module: nn.Module, where: Callable[[str], bool] | None = None) -> int:
-    """Parameters of ``module`` (optionally only those whose name passes ``where``)."""
-    return sum(p.numel() for n, p in module.named_parameters() if where is None or where(n))
+    try:
+        check_state_dict(body.model, kept, "the classifier weights")
+    except (KeyError, ValueError) as err:
+        raise type(err)(f"the classifier weights do not fit backbone '{body.name}': {err.args[0]}") from err
+    body.model.load_state_dict(kept)
 
 
 def parameter_breakdown(detector: nn.Module) -> dict[str, int]:
     """Parameters by part: backbone, pyramid adapter (ViTs), FPN, RPN / heads, and the total."""
+    from .complexity import count_params
+
+    body, fpn = detector.backbone.body, detector.backbone.fpn
+    total = count_params(detector)
     parts = {
-        "backbone": count_parameters(detector, lambda n: n.startswith("backbone.body.model.")),
-        "pyramid adapter": count_parameters(detector, lambda n: n.startswith("backbone.body.pyramid.")),
-        "FPN": count_parameters(detector, lambda n: n.startswith("backbone.fpn.")),
-        "heads": count_parameters(detector, lambda n: not n.startswith("backbone.")),
+        "backbone": count_params(body.model),
+        "pyramid adapter": count_params(body.pyramid) if body.pyramid is not None else 0,
+        "FPN": count_params(fpn),
+        "heads": total - count_params(detector.backbone),
     }
-    parts["total"] = count_parameters(detector)
+    parts["total"] = total
     return parts
 
 
@@ -360,6 +351,14 @@ def parameter_breakdown(detector: nn.Module) -> dict[str, int]:
 # ----------------------------------------------------------------------------------------------
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # the columns of TNT's Table 2
+
+
+def _quiet() -> Any:
+    """pycocotools prints its progress; the chapters show the numbers instead."""
+    import contextlib
+    import io
+
+    return contextlib.redirect_stdout(io.StringIO())
 
 
 def to_coco(dataset: Any, class_names: Sequence[str] | None = None, label_offset: int = 1) -> dict[str, Any]:
@@ -425,13 +424,10 @@ def coco_evaluate(
     images about 640 px wide): for small images pass ``(side / 640)**2`` so "small", "medium" and
     "large" keep their share of the image. A size bin without objects gives ``nan`` (COCO's -1).
     """
-    import contextlib
-    import io
-
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints its progress
+    with _quiet():
         gt = COCO()
         gt.dataset = {k: list(v) for k, v in ground_truth.items()}
         gt.createIndex()
@@ -467,12 +463,9 @@ class CocoFiles(torch.utils.data.Dataset):
                 f"{self.root}. Download COCO 2017 (https://cocodataset.org: val2017 images and "
                 f"annotations_trainval2017) or point these at any COCO-json dataset; nothing is downloaded here."
             )
-        import contextlib
-        import io
-
         from pycocotools.coco import COCO
 
-        with contextlib.redirect_stdout(io.StringIO()):
+        with _quiet():
             self.coco = COCO(str(annotations))
         self.ids = sorted(self.coco.imgs)
         self.category_ids = sorted(self.coco.cats)

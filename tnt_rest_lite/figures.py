@@ -64,6 +64,7 @@ __all__ = [
     "depth_verdicts",
     "class_token_shares",
     "mask_share_verdicts",
+    "mask_share_markdown",
     "CAM_METRICS",
     "seed_means",
     "cam_rows",
@@ -254,6 +255,16 @@ def class_token_shares(study: Mapping[str, Sequence[Mapping[str, Any]]]) -> dict
     }
 
 
+def mask_share_markdown(shares: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
+    """The share of the class token's attention on the object per block and rollout (mean ± std over seeds)."""
+    from .experiments import format_mean_std, mean_std
+    from .tables import markdown_table
+
+    labels = list(shares)
+    rows = [[k, *(format_mean_std(*mean_std(shares[label][k])) for label in labels)] for k in shares[labels[0]]]
+    return markdown_table(["class token attention", *(f"% on the object: {label}" for label in labels)], rows)
+
+
 def mask_share_verdicts(
     shares: Mapping[str, Mapping[str, Sequence[float]]],
     better: str,
@@ -441,33 +452,27 @@ def diversity_verdicts(
     """
     from .tables import verdict
 
+    claims = (
+        ("the 1×1 conv makes the heads of {block} more alike ({state})", "scores", "scores"),
+        ("IN(softmax) makes them less alike again ({state})", "after IN", "attn"),
+    )
     out = []
     for state, sim in similarity.items():
         at = {s: {**accuracy.get(state, {}), "similarity": list(sim[block][s])} for s in DIVERSITY_STEPS}
-        out.append(
-            verdict(
-                f"the 1×1 conv makes the heads of {block} more alike ({state})",
-                "after the conv",
-                "scores",
-                at["transformed"],
-                at["scores"],
-                metric="similarity",
-                unit="",
-                paired=True,
+        for claim, worse, step in claims:
+            # each claim compares the map after the conv with the step before (scores) or after (IN)
+            out.append(
+                verdict(
+                    claim.format(block=block, state=state),
+                    "after the conv",
+                    worse,
+                    at["transformed"],
+                    at[step],
+                    metric="similarity",
+                    unit="",
+                    paired=True,
+                )
             )
-        )
-        out.append(
-            verdict(
-                f"IN(softmax) makes them less alike again ({state})",
-                "after the conv",
-                "after IN",
-                at["transformed"],
-                at["attn"],
-                metric="similarity",
-                unit="",
-                paired=True,
-            )
-        )
     return out
 
 
@@ -575,10 +580,11 @@ def plot_head_similarity(similarity: Mapping[str, torch.Tensor], title: str = ""
     return fig
 
 
-def plot_block_similarity(summaries: Mapping[str, Mapping[str, Mapping[str, float]]]) -> Any:
+def plot_block_similarity(summaries: Mapping[str, Mapping[str, Mapping[str, float | Sequence[float]]]]) -> Any:
     """Mean off-diagonal head similarity per EMSA block at the three steps, one panel per model state.
 
-    ``summaries``: label (e.g. "trained", "untrained") -> block -> step -> value.
+    ``summaries``: label (e.g. "trained", "untrained") -> block -> step -> value, or the seeds'
+    values (:func:`head_similarity_study`), drawn as their mean.
     """
     import matplotlib.pyplot as plt
 
@@ -587,7 +593,9 @@ def plot_block_similarity(summaries: Mapping[str, Mapping[str, Mapping[str, floa
         names = list(blocks)
         x = torch.arange(len(names)).float()
         for k, key in enumerate(("scores", "transformed", "attn")):
-            ax.bar(x + (k - 1) * 0.27, [blocks[n][key] for n in names], width=0.27, label=_STEP_LABELS[key])
+            values = [blocks[n][key] for n in names]
+            heights = [v if isinstance(v, (int, float)) else sum(v) / len(v) for v in values]
+            ax.bar(x + (k - 1) * 0.27, heights, width=0.27, label=_STEP_LABELS[key])
         ax.set_xticks(x.tolist(), names, rotation=45, fontsize=7)
         ax.set_title(label, fontsize=9)
         ax.axhline(0, color="black", linewidth=0.5)

@@ -30,7 +30,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ["ClassTokenModel", "build", "cfg", "mini_cfg", "POOLS", "OUTPUT_FORMATS"]
+__all__ = ["ClassTokenModel", "build", "cfg", "mini_cfg", "check_image", "POOLS", "OUTPUT_FORMATS"]
 
 POOLS = ("token", "avg", "")  # class token, mean of the patch tokens, none (the unpooled tokens)
 OUTPUT_FORMATS = ("NCHW", "NLC")
@@ -132,6 +132,16 @@ def build(
         ) from err
 
 
+@torch.fx.wrap  # a shape check: fx (timm's feature extraction) keeps it as one leaf call
+def check_image(x: torch.Tensor, in_chans: int, img_size: int, model: str) -> None:
+    """Raise a clear error unless ``x`` is ``(B, in_chans, img_size, img_size)``."""
+    if x.ndim != 4 or x.shape[1] != in_chans or tuple(x.shape[-2:]) != (img_size, img_size):
+        raise ValueError(
+            f"{model} expects images of shape (B, {in_chans}, {img_size}, {img_size}), got {tuple(x.shape)}; "
+            f"resize the input or build the model with img_size={x.shape[-1] if x.ndim == 4 else '...'}"
+        )
+
+
 class ClassTokenModel(nn.Module, abc.ABC):
     """timm's interface for a transformer with a class token and ``blocks`` (DeiT, TNT).
 
@@ -147,9 +157,17 @@ class ClassTokenModel(nn.Module, abc.ABC):
     # embeddings interpolated from the trained grid to the input's (as timm's dynamic_img_size)
     dynamic_img_size = False
 
-    def dynamic_grid(self, x: torch.Tensor, model: str) -> tuple[int, int]:
-        """The patch grid ``(rows, cols)`` of ``x`` for a ``dynamic_img_size`` model, or a clear error."""
+    def patch_grid(self, x: torch.Tensor, model: str) -> tuple[int, int] | None:
+        """The patch grid ``(rows, cols)`` of ``x`` for the position embeddings, or a clear error.
+
+        ``None`` (the trained grid) for a fixed-size model, after checking ``x`` is
+        ``(B, in_chans, img_size, img_size)``; with ``dynamic_img_size`` any height and width that
+        are multiples of the patch size.
+        """
         c = self.config
+        if not self.dynamic_img_size:
+            check_image(x, c.in_chans, c.img_size, model)
+            return None
         p = c.patch_size
         if x.ndim != 4 or x.shape[1] != c.in_chans or x.shape[-2] % p or x.shape[-1] % p:
             raise ValueError(

@@ -40,12 +40,9 @@ from timm.models import generate_default_cfgs
 from torch import nn
 
 from .complexity import FlopReport
-from .deit import check_image
 from .interface import ClassTokenModel, build, cfg, mini_cfg
 from .layers import TransformerBlock, init_weights
 from .registry import register_model
-
-torch.fx.wrap("check_image")  # a leaf for fx here too (timm's feature extraction traces the model)
 
 __all__ = [
     "TNTConfig",
@@ -246,12 +243,7 @@ class TNT(ClassTokenModel):
 
     def embed(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image -> (pixel tokens ``(B*N, num_pixels, inner_dim)``, patch tokens ``(B, 1+N, outer_dim)``)."""
-        c = self.config
-        grid = None
-        if self.dynamic_img_size:
-            grid = self.dynamic_grid(x, "tnt")
-        else:
-            check_image(x, c.in_chans, c.img_size, "tnt")
+        grid = self.patch_grid(x, "tnt")
         b = x.shape[0]
         pixels = self.pixel_embed(x)  # the pixel positions are within a patch: the same at any image size
         patches = self.patch_embed(pixels, b)
