@@ -1,6 +1,9 @@
 """The training and evaluation engine that every notebook uses.
 
-One function trains a model: :func:`train` (``model, train_set, val_set, TrainConfig``). It is the
+One function trains a model: :func:`train` (``model, train_set, val_set, TrainConfig``). A
+:class:`Task` says what a batch's loss is and how a model is evaluated: :class:`ClassificationTask`
+(the default) or :class:`DetectionTask` (torchvision's detectors, COCO AP); the loop, the
+checkpoints and the resumption are the same for both. For classification it is the
 recipe of DeiT/TNT at small scale (AdamW, warm-up + cosine, label smoothing, optional mixup/cutmix
 and EMA, gradient clipping, mixed precision on CUDA) or, with ``optimizer="sgd"`` and
 ``schedule="step"``, the plain ResNet recipe. timm supplies the well-tested parts: the optimizer
@@ -45,6 +48,9 @@ __all__ = [
     "TrainResult",
     "CheckpointError",
     "train",
+    "Task",
+    "ClassificationTask",
+    "DetectionTask",
     "evaluate",
     "seed_everything",
     "save_checkpoint",
@@ -119,7 +125,7 @@ class TrainConfig:
 class TrainResult:
     """What :func:`train` returns: final metrics, the per-epoch history, and how fast it went."""
 
-    metrics: dict[str, float]  # val top1/top5/loss after the last epoch (+ ema_* with EMA)
+    metrics: dict[str, float]  # the task's val metrics after the last epoch (+ ema_* with EMA)
     history: dict[str, list[float]]  # one entry per epoch: epoch, lr, train_loss, val_*, times
     train_images_per_s: float  # training throughput (forward + backward + step), evaluation excluded
     wall_time_s: float  # training + evaluation time of all epochs (resumed runs: summed over runs)
@@ -212,7 +218,7 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, info: DistInfo) -> DataLoader:
+def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, info: DistInfo, collate: Any = None) -> DataLoader:
     """The epoch's loader: the order depends only on ``(seed, epoch)``, whatever ran before.
 
     A ``DistributedSampler`` (one replica when not distributed) shuffles with ``seed + epoch``;
@@ -237,6 +243,7 @@ def _train_loader(dataset: Dataset, config: TrainConfig, epoch: int, info: DistI
         sampler=sampler,
         drop_last=True,  # equal batches: mixup needs pairs, and every step has the same weight
         num_workers=config.num_workers,
+        collate_fn=collate,
         worker_init_fn=_seed_worker,
         generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch),
         pin_memory=info.device.type == "cuda",
@@ -258,14 +265,16 @@ class _Batches:
             yield self.dataset.batch(self.order[start : start + self.batch_size])
 
 
-def _val_loader(dataset: Dataset, batch_size: int, info: DistInfo, num_workers: int = 0) -> DataLoader:
+def _val_loader(
+    dataset: Dataset, batch_size: int, info: DistInfo, num_workers: int = 0, collate: Any = None
+) -> DataLoader:
     """Every process evaluates every N-th sample (no padding: each sample is counted once)."""
     indices = list(range(info.rank, len(dataset), info.world_size)) if info.distributed else list(range(len(dataset)))
     if num_workers == 0 and hasattr(dataset, "batch"):
         return _Batches(dataset, indices, batch_size, drop_last=False)  # type: ignore[return-value]
     if info.distributed:
         dataset = Subset(dataset, indices)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -305,6 +314,124 @@ def evaluate(
     if count == 0:
         raise ValueError("evaluate() got an empty loader")
     return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss_sum / count, "n": int(count)}
+
+
+# ----------------------------------------------------------------------------------------------
+# Tasks: what a batch's loss is and how a model is judged
+# ----------------------------------------------------------------------------------------------
+
+
+class Task:
+    """What :func:`train` needs to know about a task; the loop itself is the same for every task.
+
+    A task names its validation metrics (``metric_keys``: the history keeps ``val_<key>`` per
+    epoch), computes the loss of one batch and evaluates a model on the validation set.
+    """
+
+    name: str = "task"
+    metric_keys: tuple[str, ...] = ()
+    progress_key: str = ""  # the metric the progress bar shows
+    collate: Any = None  # the DataLoader's collate_fn (None: torch's default)
+
+    def prepare(self, model: nn.Module, train_set: Dataset, config: TrainConfig) -> None:
+        """Check that ``model`` fits ``train_set`` and build what the loss needs."""
+
+    def batch_loss(self, net: nn.Module, batch: Any, device: torch.device, use_amp: bool) -> tuple[torch.Tensor, int]:
+        """The mean loss of ``batch`` (for the optimizer) and the batch's number of samples."""
+        raise NotImplementedError
+
+    def evaluate(
+        self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
+    ) -> dict[str, float]:
+        """The ``metric_keys`` of ``model`` on the validation set (``loader``: this process's share)."""
+        raise NotImplementedError
+
+
+class ClassificationTask(Task):
+    """Image classification: cross-entropy (label smoothing, mixup/cutmix as configured); top-1/top-5."""
+
+    name = "classification"
+    metric_keys = ("loss", "top1", "top5")
+    progress_key = "top1"
+
+    def prepare(self, model: nn.Module, train_set: Dataset, config: TrainConfig) -> None:
+        num_classes = _infer_num_classes(model, train_set)
+        head = getattr(model, "num_classes", num_classes)
+        if head != num_classes:
+            raise ValueError(
+                f"the model has {head} outputs but the dataset has {num_classes} classes; "
+                f"create it with num_classes={num_classes}"
+            )
+        self.criterion, self.mixup = _build_loss(config, num_classes)
+
+    def batch_loss(self, net: nn.Module, batch: Any, device: torch.device, use_amp: bool) -> tuple[torch.Tensor, int]:
+        images, labels = _unpack(batch)
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if self.mixup is not None:
+            images, labels = self.mixup(images, labels)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            loss = self.criterion(net(images), labels)
+        return loss, labels.shape[0]
+
+    def evaluate(
+        self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
+    ) -> dict[str, float]:
+        return evaluate(model, loader, device, amp=use_amp)
+
+
+class DetectionTask(Task):
+    """Object detection with a torchvision detector (``tnt_rest_lite.detection.build_detector``).
+
+    The loss is the sum of the detector's loss dict (RPN + box head for Faster R-CNN; focal +
+    box regression for RetinaNet, each already normalised by the detector); evaluation is COCO
+    box AP with pycocotools on the whole validation set (``AP, AP50, AP75, APS, APM, APL``).
+    Batches are lists of images and targets (objects per image differ).
+    """
+
+    name = "detection"
+    progress_key = "AP50"
+
+    def __init__(self, eval_batch_size: int = 16) -> None:
+        from .detection import COCO_METRICS
+
+        self.metric_keys = COCO_METRICS
+        self.eval_batch_size = eval_batch_size
+
+    @staticmethod
+    def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
+        images, targets = zip(*batch, strict=True)
+        return list(images), list(targets)
+
+    def prepare(self, model: nn.Module, train_set: Dataset, config: TrainConfig) -> None:
+        if not hasattr(model, "label_offset"):
+            raise TypeError(
+                f"DetectionTask trains detectors built by tnt_rest_lite.detection.build_detector, got {type(model).__name__}"
+            )
+        offset = getattr(train_set, "label_offset", model.label_offset)
+        if offset != model.label_offset:
+            raise ValueError(
+                f"the dataset's labels start at {offset} but the detector's at {model.label_offset}: "
+                f"build the dataset with label_offset={model.label_offset}"
+            )
+        if config.mixup_alpha > 0 or config.cutmix_alpha > 0:
+            raise ValueError("mixup/cutmix mix classification targets; set them to 0 for detection")
+
+    def batch_loss(self, net: nn.Module, batch: Any, device: torch.device, use_amp: bool) -> tuple[torch.Tensor, int]:
+        images, targets = batch
+        images = [image.to(device, non_blocking=True) for image in images]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            losses = net(images, targets)
+        return sum(losses.values()), len(images)
+
+    def evaluate(
+        self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
+    ) -> dict[str, float]:
+        from .detection import evaluate_detector
+
+        # COCO AP is not a sum over images: every process scores the whole set (same numbers on all)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            return evaluate_detector(model, val_set, batch_size=self.eval_batch_size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -476,6 +603,7 @@ def train(
     val_set: Dataset,
     config: TrainConfig,
     *,
+    task: Task | None = None,
     on_epoch_end: Any = None,
     desc: str | None = None,
 ) -> TrainResult:
@@ -483,9 +611,12 @@ def train(
 
     Args:
         model: a freshly created model (seed before creating it, see :func:`seed_everything`).
-        train_set / val_set: datasets yielding ``(image, label)`` or SyntheticShapes dicts.
+        train_set / val_set: datasets yielding ``(image, label)`` or SyntheticShapes dicts
+            (classification), or ``(image, {"boxes", "labels"})`` (detection).
         config: the recipe; with ``checkpoint_dir`` set, a checkpoint is written after every epoch
             and, with ``resume=True``, an existing one is continued from.
+        task: what is trained (default :class:`ClassificationTask`; :class:`DetectionTask` for
+            detectors). A checkpoint remembers its task and resumes only the same one.
         on_epoch_end: optional ``callback(epoch, history)`` called after each epoch's checkpoint
             (the tests raise from it to simulate an interruption).
         desc: label of the progress bar.
@@ -499,37 +630,41 @@ def train(
 
     info = distributed_info(config.device)
     device = info.device
-    num_classes = _infer_num_classes(model, train_set)
-    head = getattr(model, "num_classes", num_classes)
-    if head != num_classes:
-        raise ValueError(
-            f"the model has {head} outputs but the dataset has {num_classes} classes; create it with num_classes={num_classes}"
-        )
+    task = task if task is not None else ClassificationTask()
+    task.prepare(model, train_set, config)
 
     for dataset in (train_set, val_set):
         # generated-on-the-fly data (SyntheticShapes): fill the cache once, before workers fork
         getattr(dataset, "materialize", lambda: None)()
     model.to(device)
     optimizer = _build_optimizer(model, config)
-    criterion, mixup = _build_loss(config, num_classes)
-    steps_per_epoch = len(_train_loader(train_set, config, 0, info))
+    steps_per_epoch = len(_train_loader(train_set, config, 0, info, task.collate))
     scheduler = _build_scheduler(optimizer, config, steps_per_epoch)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     ema = ModelEmaV3(model, decay=config.ema_decay, device=device) if config.ema_decay else None
     eval_batch = config.eval_batch_size or 2 * config.batch_size
-    val_loader = _val_loader(val_set, eval_batch, info, config.num_workers)
+    val_loader = _val_loader(val_set, eval_batch, info, config.num_workers, task.collate)
 
+    val_keys = [f"val_{k}" for k in task.metric_keys]
     history: dict[str, list[float]] = {
-        key: []
-        for key in ("epoch", "lr", "train_loss", "val_loss", "val_top1", "val_top5", "train_time_s", "epoch_time_s")
+        key: [] for key in ("epoch", "lr", "train_loss", *val_keys, "train_time_s", "epoch_time_s")
     }
     if ema is not None:
-        history.update({"ema_val_loss": [], "ema_val_top1": [], "ema_val_top5": []})
+        history.update({f"ema_{key}": [] for key in val_keys})
     start_epoch = 0
     checkpoint_path = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
     if checkpoint_path is not None and config.resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path, model)
+        from .weights import check_state_dict
+
+        state = load_checkpoint(checkpoint_path)
+        # the task first: another task's checkpoint has another model, and that is the clearer message
+        if state.get("task", ClassificationTask.name) != task.name:
+            raise CheckpointError(
+                f"Checkpoint {checkpoint_path} was written by a {state.get('task')} run, not {task.name}; "
+                "use another checkpoint_dir or resume=False"
+            )
+        check_state_dict(model, state["model"], f"checkpoint {checkpoint_path}")
         _check_config(state["config"], config, checkpoint_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -559,16 +694,11 @@ def train(
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
         net.train()
-        loader = _train_loader(train_set, config, epoch, info)
+        loader = _train_loader(train_set, config, epoch, info, task.collate)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
         for step, batch in enumerate(loader):
-            images, labels = _unpack(batch)
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if mixup is not None:
-                images, labels = mixup(images, labels)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                loss = criterion(net(images), labels)
+            loss, batch_samples = task.batch_loss(net, batch, device, use_amp)
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at epoch {epoch} step {step}: lower lr or enable clip_grad"
@@ -584,31 +714,37 @@ def train(
             scheduler.step_update(num_updates=global_step)
             if ema is not None:
                 ema.update(model, step=global_step)
-            loss_sum += loss.detach().double() * labels.shape[0]
-            seen += labels.shape[0]
+            loss_sum += loss.detach().double() * batch_samples
+            seen += batch_samples
             bar.update(1)
         train_time = time.perf_counter() - epoch_start
         train_loss_sum, train_seen = _all_reduce_sum([loss_sum.item(), float(seen)], info)
 
-        val = evaluate(model, val_loader, device, amp=use_amp)
+        val = task.evaluate(model, val_set, val_loader, device, use_amp)
         history["epoch"].append(epoch + 1)
         history["lr"].append(optimizer.param_groups[0]["lr"])
         history["train_loss"].append(train_loss_sum / train_seen)
-        history["val_loss"].append(val["loss"])
-        history["val_top1"].append(val["top1"])
-        history["val_top5"].append(val["top5"])
+        for key in task.metric_keys:
+            history[f"val_{key}"].append(val[key])
         if ema is not None:
-            ema_val = evaluate(ema.module, val_loader, device, amp=use_amp)
-            for key in ("loss", "top1", "top5"):
+            ema_val = task.evaluate(ema.module, val_set, val_loader, device, use_amp)
+            for key in task.metric_keys:
                 history[f"ema_val_{key}"].append(ema_val[key])
         history["train_time_s"].append(train_time)
         history["epoch_time_s"].append(time.perf_counter() - epoch_start)
-        bar.set_postfix(epoch=epoch + 1, loss=f"{history['train_loss'][-1]:.3f}", top1=f"{val['top1']:.1f}")
+        bar.set_postfix(
+            {
+                "epoch": epoch + 1,
+                "loss": f"{history['train_loss'][-1]:.3f}",
+                task.progress_key: f"{val[task.progress_key]:.1f}",
+            }
+        )
 
         if checkpoint_path is not None:
             if info.is_main:
                 state = {
                     "format": CHECKPOINT_FORMAT,
+                    "task": task.name,
                     "epoch": epoch,
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
@@ -626,9 +762,9 @@ def train(
             on_epoch_end(epoch, history)
     bar.close()
 
-    metrics = {"top1": history["val_top1"][-1], "top5": history["val_top5"][-1], "loss": history["val_loss"][-1]}
+    metrics = {k: history[f"val_{k}"][-1] for k in task.metric_keys}
     if ema is not None:
-        metrics.update({f"ema_{k}": history[f"ema_val_{k}"][-1] for k in ("top1", "top5", "loss")})
+        metrics.update({f"ema_{k}": history[f"ema_val_{k}"][-1] for k in task.metric_keys})
     train_time = sum(history["train_time_s"])
     images = steps_per_epoch * config.batch_size * len(history["epoch"])
     return TrainResult(
