@@ -288,6 +288,12 @@ class SyntheticShapes(Dataset):
             generator as it was before the knob existed.
         distractors: override the level's most distractor objects per image (0 to this many).
         occlusion: override the level's probability that a bar of background hides part of the object.
+        object_scale: objects (and their texture periods) at this fraction of the level's size for
+            this image side: ``32 / image_size`` draws every object as large, in pixels, as in a
+            32 px image, on a larger canvas (the detection scenes: several objects, each as the
+            classifiers saw them).
+        distractor_scale: override the level's distractor radius range (fraction of the object's);
+            ``(0.8, 1.0)`` makes the other objects as large and as legible as the main one.
     """
 
     shapes = SHAPES
@@ -304,6 +310,8 @@ class SyntheticShapes(Dataset):
         difficulty: str = "standard",
         distractors: int | None = None,
         occlusion: float | None = None,
+        object_scale: float = 1.0,
+        distractor_scale: tuple[float, float] | None = None,
     ) -> None:
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"Unknown difficulty '{difficulty}'; expected one of {', '.join(DIFFICULTIES)}")
@@ -322,6 +330,10 @@ class SyntheticShapes(Dataset):
         self.level = level
         self.distractors = level.distractors if distractors is None else distractors
         self.occlusion = level.occlusion if occlusion is None else occlusion
+        if not 0 < object_scale <= 1:
+            raise ValueError(f"object_scale must be in (0, 1], got {object_scale}")
+        self.object_scale = object_scale
+        self.distractor_scale = level.distractor_scale if distractor_scale is None else tuple(distractor_scale)
         self.classes = [f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES]
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         self._mean = torch.tensor(self.mean).view(3, 1, 1)
@@ -341,7 +353,8 @@ class SyntheticShapes(Dataset):
     def _random_object(self, rng: np.random.Generator, radius: float) -> _Object:
         size = self.image_size
         margin = radius * 0.6  # objects may be cut by the border a little
-        scale = size / 32  # textures scale with the image so their period stays a few pixels at 32 px
+        # textures scale with the objects so their period stays a few pixels at 32 px
+        scale = size / 32 * self.object_scale
         return _Object(
             shape=int(rng.integers(len(SHAPES))),
             texture=int(rng.integers(len(TEXTURES))),
@@ -376,9 +389,9 @@ class SyntheticShapes(Dataset):
         canvas.rgb[:] = background
 
         # 2. distractors: smaller objects of any class, drawn first so the object covers them
-        main_radius = float(rng.uniform(*level.object_radius) * size)
+        main_radius = float(rng.uniform(*level.object_radius) * size * self.object_scale)
         objects = [
-            self._random_object(rng, main_radius * float(rng.uniform(*level.distractor_scale)))
+            self._random_object(rng, main_radius * float(rng.uniform(*self.distractor_scale)))
             for _ in range(int(rng.integers(0, self.distractors + 1)))
         ]
         # 3. the object itself, then an occluding bar of background over part of it
@@ -456,9 +469,13 @@ class SyntheticShapes(Dataset):
             "box": torch.from_numpy(np.stack([r["box"] for r in raws])),
         }
 
-    def detection_view(self, label_offset: int = 1) -> ShapeDetection:
-        """The same images with every visible object's box and label (torchvision detection format)."""
-        return ShapeDetection(self, label_offset)
+    def detection_view(self, label_offset: int = 1, categories: str = "class") -> ShapeDetection:
+        """The same images with every visible object's box and label (torchvision detection format).
+
+        ``categories="class"`` labels objects with the 20 classes (shape x texture), ``"shape"``
+        with their 5 shapes.
+        """
+        return ShapeDetection(self, label_offset, categories)
 
 
 class ShapeDetection(Dataset):
@@ -470,13 +487,23 @@ class ShapeDetection(Dataset):
     torchvision's detection models normalise inside.
     """
 
-    def __init__(self, source: SyntheticShapes, label_offset: int = 1) -> None:
+    CATEGORIES = ("class", "shape")
+
+    def __init__(self, source: SyntheticShapes, label_offset: int = 1, categories: str = "class") -> None:
+        if categories not in self.CATEGORIES:
+            raise ValueError(f"Unknown categories '{categories}'; expected one of {', '.join(self.CATEGORIES)}")
         self.source = source
         self.label_offset = label_offset
-        self.classes = source.classes
+        self.categories = categories
+        self.classes = list(source.shapes) if categories == "shape" else source.classes
 
     def __len__(self) -> int:
         return len(self.source)
+
+    def materialize(self) -> ShapeDetection:
+        """Draw every image once (the engine calls it before data-loader workers fork)."""
+        self.source.materialize()
+        return self
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         sample = self.source.raw(index)
@@ -484,9 +511,13 @@ class ShapeDetection(Dataset):
         image = torch.from_numpy(sample["image"]).permute(2, 0, 1).float().div_(255)
         target = {
             "boxes": torch.from_numpy(sample["all_boxes"][visible]).float(),
-            "labels": torch.from_numpy(sample["all_labels"][visible] + self.label_offset),
+            "labels": torch.from_numpy(self._category(sample["all_labels"][visible]) + self.label_offset),
         }
         return image, target
+
+    def _category(self, labels: np.ndarray) -> np.ndarray:
+        # a class is shape * len(TEXTURES) + texture
+        return labels // len(self.source.textures) if self.categories == "shape" else labels
 
     @staticmethod
     def collate(
