@@ -54,6 +54,7 @@ __all__ = [
     "predict",
     "evaluate_detector",
     "plot_detections",
+    "level_token_stats",
 ]
 
 DETECTORS = ("faster_rcnn", "retinanet")
@@ -139,13 +140,24 @@ class FeatureLevels(nn.Module):
     The classifier's head is removed; its weights are the initialisation (``weights``).
     """
 
-    def __init__(self, name: str, norm_eval: bool = True, **model_kwargs: Any) -> None:
+    def __init__(self, name: str, norm_eval: bool = True, frozen_stages: int = 0, **model_kwargs: Any) -> None:
         super().__init__()
         self.name = name
         self.spec = backbone_spec(name)
         self.norm_eval = norm_eval
         self.model = _classifier(self.spec, **model_kwargs)
         family = self.spec.family
+        if frozen_stages:
+            if family != "resnet":
+                raise ValueError(f"frozen_stages freezes a ResNet's stem and first stages; '{name}' is not a ResNet")
+            # mmdetection's ResNet default (frozen_stages=1): the stem and layer1 keep their
+            # pre-trained weights, and no gradient is computed through the largest maps
+            frozen = [self.model.conv1, self.model.bn1] + [
+                getattr(self.model, f"layer{i}") for i in range(1, frozen_stages + 1)
+            ]
+            for module in frozen:
+                module.requires_grad_(False)
+        self.frozen_stages = frozen_stages
         if family in ("resnet", "rest"):
             # timm's feature indices: ResNet's are the stem and layer1..layer4, ResT's its four stages
             self.indices = [1, 2, 3, 4] if family == "resnet" else [0, 1, 2, 3]
@@ -166,6 +178,9 @@ class FeatureLevels(nn.Module):
             self.pyramid = SimplePyramid(width)
         # classifier weights the levels never read (dropped when the classifier's weights are loaded)
         self.unused_prefixes = ("head.", "fc.") + (("norm.",) if family == "vit" else ())
+        # weights the classifier does not have: ResT's stage LayerNorms are new (gamma 1, beta 0)
+        stage_norm = bool(getattr(getattr(self.model, "config", None), "stage_norm", False))
+        self.new_prefixes = tuple(f"norm{i}." for i in (1, 2, 3)) if stage_norm else ()
 
     def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         maps = self.model.forward_intermediates(x, indices=self.indices, intermediates_only=True)
@@ -231,17 +246,26 @@ class FPNBackbone(nn.Module):
 
 
 def build_backbone(
-    name: str, kind: str = "faster_rcnn", out_channels: int = 256, stage_norm: bool = False, norm_eval: bool = True
+    name: str,
+    kind: str = "faster_rcnn",
+    out_channels: int = 256,
+    stage_norm: bool = False,
+    norm_eval: bool = True,
+    backbone_options: Mapping[str, Any] | None = None,
+    frozen_stages: int = 0,
 ) -> FPNBackbone:
-    """The FPN backbone of detector ``kind`` on backbone ``name`` (``stage_norm``: ResT's "w LN")."""
+    """The FPN backbone of detector ``kind`` on backbone ``name`` (``stage_norm``: ResT's "w LN").
+
+    ``backbone_options`` are config overrides of the classifier (e.g. a profile's 64 px geometry).
+    """
     if kind not in DETECTORS:
         raise ValueError(f"Unknown detector '{kind}'; expected one of {', '.join(DETECTORS)}")
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(backbone_options or {})
     if stage_norm:
         if backbone_spec(name).family != "rest":
             raise ValueError(f"stage_norm is ResT's option (a LayerNorm on each stage output); '{name}' is not a ResT")
         kwargs["stage_norm"] = True
-    body = FeatureLevels(name, norm_eval=norm_eval, **kwargs)
+    body = FeatureLevels(name, norm_eval=norm_eval, frozen_stages=frozen_stages, **kwargs)
     if kind == "faster_rcnn":
         return FPNBackbone(body, levels=[0, 1, 2, 3], extra="maxpool", out_channels=out_channels)
     return FPNBackbone(body, levels=[1, 2, 3], extra="p6p7", out_channels=out_channels)
@@ -271,6 +295,10 @@ def build_detector(
     image_size: int | tuple[int, int] | None = None,
     weights: Mapping[str, torch.Tensor] | None = None,
     norm_eval: bool = True,
+    fpn_channels: int = 256,
+    box_head_width: int = 1024,
+    backbone_options: Mapping[str, Any] | None = None,
+    frozen_stages: int | None = None,
     **options: Any,
 ) -> nn.Module:
     """A torchvision detector of ``kind`` on ``backbone`` for ``num_classes`` object classes.
@@ -287,11 +315,27 @@ def build_detector(
         weights: the classifier's ``state_dict`` to start from (its head is dropped; a mismatch is
             an error naming the keys).
         norm_eval: keep the backbone's batch norms in eval mode while training (mmdetection's default).
+        fpn_channels: the FPN's width, which every head sees (256 in both papers; the small
+            counterparts use less, as their backbones are narrower).
+        box_head_width: Faster R-CNN's two-layer box head width (1024 in both papers' detectors).
+        backbone_options: config overrides of the backbone's classifier (as it was trained).
+        frozen_stages: ResNet only: the stem and this many stages keep their classifier weights
+            (default 1 for ResNets, mmdetection's default in both papers' configs; 0 otherwise).
         options: passed to torchvision's ``FasterRCNN`` / ``RetinaNet`` (e.g. ``box_detections_per_img``).
     """
     from torchvision.models.detection import FasterRCNN, RetinaNet
 
-    fpn = build_backbone(backbone, kind, stage_norm=stage_norm, norm_eval=norm_eval)
+    fpn = build_backbone(
+        backbone,
+        kind,
+        out_channels=fpn_channels,
+        stage_norm=stage_norm,
+        norm_eval=norm_eval,
+        backbone_options=backbone_options,
+        frozen_stages=(1 if backbone_spec(backbone).family == "resnet" else 0)
+        if frozen_stages is None
+        else frozen_stages,
+    )
     if weights is not None:
         load_classifier_weights(fpn.body, weights)
     if image_size is not None:
@@ -300,11 +344,19 @@ def build_detector(
         options.setdefault("max_size", high)
     anchors = _anchor_generator(kind, fpn.strides)
     if kind == "faster_rcnn":
+        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
         from torchvision.ops import MultiScaleRoIAlign
 
         roi_pool = MultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+        box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_width)
         model = FasterRCNN(
-            fpn, num_classes=num_classes + 1, rpn_anchor_generator=anchors, box_roi_pool=roi_pool, **options
+            fpn,
+            num_classes=None,  # the predictor below has them: background + num_classes
+            rpn_anchor_generator=anchors,
+            box_roi_pool=roi_pool,
+            box_head=box_head,
+            box_predictor=FastRCNNPredictor(box_head_width, num_classes + 1),
+            **options,
         )
         model.label_offset = 1
     else:
@@ -317,12 +369,15 @@ def build_detector(
 def load_classifier_weights(body: FeatureLevels, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Load a trained classifier's weights into ``body`` (the head's, and a ViT's final norm, are dropped).
 
-    Every other key must match: a missing or unexpected key is an error that names it, so weights
+    Layers the detector adds (ResT's stage LayerNorms) keep their fresh initialisation. Every other key must match: a missing or unexpected key is an error that names it, so weights
     of another architecture are never loaded in part.
     """
     from .weights import check_state_dict
 
     kept = {k: v for k, v in state_dict.items() if not k.startswith(body.unused_prefixes)}
+    if body.new_prefixes:  # layers the detector adds keep their fresh initialisation
+        fresh = body.model.state_dict()
+        kept.update({k: v for k, v in fresh.items() if k.startswith(body.new_prefixes) and k not in kept})
     try:
         check_state_dict(body.model, kept, "the classifier weights")
     except (KeyError, ValueError) as err:
@@ -499,6 +554,7 @@ class CocoFiles(torch.utils.data.Dataset):
 # ----------------------------------------------------------------------------------------------
 
 DETECTION_IMAGE_SIZE = 64  # twice the classifiers' 32 px: several objects per image, each about as large as there
+CLASSIFIER_IMAGE_SIZE = 32  # the side of the images the small classifiers (the backbones' initialisation) saw
 
 
 def detection_dataset(
@@ -509,17 +565,21 @@ def detection_dataset(
     image_size: int = DETECTION_IMAGE_SIZE,
     seed: int = 0,
     label_offset: int = 1,
+    difficulty: str = "standard",
     distractors: int = 3,
+    categories: str = "class",
     root: str | None = None,
     annotation_file: str | None = None,
 ) -> Any:
     """A detection split, torchvision style: ``(image float (3, H, W) in [0, 1], {"boxes", "labels"})``.
 
-    ``source="synthetic"``: the detection view of ``SyntheticShapes`` ("standard" clutter, up to
-    ``distractors`` smaller objects beside the main one, every visible object boxed and labelled;
+    ``source="synthetic"``: the detection view of ``SyntheticShapes`` (``difficulty``'s clutter, up to
+    ``distractors`` other objects of 0.8-1x the main one's size beside it, each drawn as large as
+    the classifiers saw objects at 32 px, every visible object boxed and labelled;
     train / val / test are independent random streams). ``source="coco"``: a COCO-format dataset
     on disk (:class:`CocoFiles`, ``root`` and ``annotation_file``; a clear error when missing).
     ``label_offset``: the detector's (:func:`build_detector` sets ``model.label_offset``).
+    ``categories``: synthetic objects labelled by class (20, shape x texture) or by shape (5).
     """
     if source == "synthetic":
         from .data import SyntheticShapes
@@ -527,9 +587,18 @@ def detection_dataset(
         if num_samples is None:
             raise ValueError("the synthetic detection data needs num_samples")
         shapes = SyntheticShapes(
-            num_samples, image_size=image_size, split=split, seed=seed, difficulty="standard", distractors=distractors
+            num_samples,
+            image_size=image_size,
+            split=split,
+            seed=seed,
+            difficulty=difficulty,
+            distractors=distractors,
+            # every object as large, in pixels, as the classifiers saw objects at 32 px: the
+            # scene is several legible objects, not one object with illegible specks beside it
+            object_scale=min(1.0, CLASSIFIER_IMAGE_SIZE / image_size),
+            distractor_scale=(0.8, 1.0),
         )
-        return shapes.detection_view(label_offset=label_offset)
+        return shapes.detection_view(label_offset=label_offset, categories=categories)
     if source == "coco":
         if root is None or annotation_file is None:
             raise ValueError("source='coco' needs root (the image folder) and annotation_file (the COCO json)")
@@ -602,3 +671,30 @@ def plot_detections(
     fig.suptitle(title or f"predictions (red, score ≥ {score_threshold}) against the ground truth (dashed)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+@torch.no_grad()
+def level_token_stats(body: FeatureLevels, images: torch.Tensor) -> list[dict[str, float]]:
+    """Per level: the mean over tokens of each token's channel mean and channel standard deviation.
+
+    What ResT's stage LayerNorm changes: with it, every token of a normed level has channel mean
+    ``bias`` and standard deviation ``|weight|`` (0 and 1 before any training).
+    """
+    was_training = body.training
+    body.eval()
+    try:
+        levels = body(images)
+    finally:
+        body.train(was_training)
+    stats = []
+    for name, level in levels.items():
+        tokens = level.flatten(2).transpose(1, 2)  # (B, H*W, C)
+        stats.append(
+            {
+                "level": name,
+                "channels": int(level.shape[1]),
+                "token_mean": float(tokens.mean(-1).mean()),
+                "token_std": float(tokens.std(-1, unbiased=False).mean()),
+            }
+        )
+    return stats

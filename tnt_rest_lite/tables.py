@@ -171,6 +171,7 @@ def verdict(
     metric: str = "test_top1",
     unit: str = "points",
     paired: bool = False,
+    floor: tuple[str, float] | None = None,
 ) -> dict[str, Any]:
     """Does ``better`` beat ``worse`` in test top-1 at our scale, as the paper claims? A record.
 
@@ -180,7 +181,8 @@ def verdict(
     naming its key (``unit`` names its unit in the sentence); testability still reads the models'
     test top-1. ``paired=True`` when both sides are measurements of the same seeds' models (e.g.
     two blocks of one network): the interval is then the paired t interval of the per-seed
-    differences (:func:`paired_interval`) instead of Welch's.
+    differences (:func:`paired_interval`) instead of Welch's. ``floor=(key, value)`` replaces the
+    top-1 testability rule for models without a top-1 (e.g. detectors: ``("test_AP50", 10.0)``).
 
     * ``not testable``: either model below twice chance (it has learnt too little to compare);
     * ``holds``: the interval lies above 0; ``reversed``: below 0;
@@ -196,7 +198,11 @@ def verdict(
     diff = sum(a) / len(a) - sum(b) / len(b)
     low = high = None
     note = ""
-    if top1 and min(top1) < 2 * chance:
+    floor_means = [statistics.fmean(s[floor[0]]) for s in (better_summary, worse_summary)] if floor else []
+    if floor_means and min(floor_means) < floor[1]:
+        outcome = "not testable"
+        note = f"a model's {floor[0].removeprefix('test_')} is below {floor[1]:g}"
+    elif top1 and min(top1) < 2 * chance:
         outcome = "not testable"
         note = f"a model is below twice chance ({2 * chance:.0f} %)"
     elif min(len(a), len(b)) < 2:
@@ -230,7 +236,9 @@ def verdict(
 
 
 def _digits(unit: str) -> int:
-    return 1 if unit in ("points", "px") else 3  # percentages and pixels to 0.1; similarities and AUCs to 0.001
+    return (
+        1 if unit in ("points", "px", "AP points") else 3
+    )  # percentages and pixels to 0.1; similarities and AUCs to 0.001
 
 
 def verdict_sentence(record: Mapping[str, Any]) -> str:
