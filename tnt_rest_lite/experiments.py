@@ -285,6 +285,7 @@ def trained_model(
     dataset: str = "synthetic",
     classes: int = 20,
     progress: bool = True,
+    epochs: int | None = None,
 ) -> nn.Module:
     """Model ``name`` as table ``prefix`` trained it (seed ``seed``), in eval mode.
 
@@ -292,16 +293,32 @@ def trained_model(
     from :func:`weights_path`. When they are absent (a fresh machine, another profile) the model is
     trained here, with the table's recipe and data and a progress bar, and its weights are saved
     for the next time. ``name`` may be outside the table's models (e.g. a ResNet trained with the
-    ResT table's recipe for a Group-CAM comparison); the recipe is still the table's.
+    ResT table's recipe for a Group-CAM comparison); the recipe is still the table's. ``epochs``
+    shortens the recipe to that many epochs (its schedule compressed to them); such weights are
+    kept apart, under ``<prefix>_e<epochs>``.
     """
     p = profile or get_profile()
     spec = table_spec(prefix)
-    path = weights_path(prefix, name, seed, p)
+    kept_as = prefix if epochs is None else f"{prefix}_e{epochs}"
+    path = weights_path(kept_as, name, seed, p)
     if not path.is_file():
-        print(f"no trained weights at {path.name} for profile {p.name!r}: training {name} (seed {seed}) now")
+        run = p
+        if epochs is not None:
+            table = {**p.table_recipe.get(prefix, {}), "epochs": epochs}
+            run = dataclasses.replace(p, table_recipe={**p.table_recipe, prefix: table})
+        print(
+            f"no trained weights at {path.name} for profile {p.name!r}: training {name} (seed {seed}) now, "
+            f"{run.epochs_for(prefix)} epoch(s) of table {prefix}'s recipe"
+        )
         splits = load_splits(dataset, p)
         classes = num_classes(splits[0])
-        run_model(name, spec.recipe, *splits, p, seeds=[seed], progress=progress, table=prefix, save_weights=prefix)
+        summary = run_model(
+            name, spec.recipe, *splits, run, seeds=[seed], progress=progress, table=prefix, save_weights=kept_as
+        )
+        print(
+            f"{name} (seed {seed}): test top-1 {summary['test_top1'][0]:.1f} % "
+            f"in {summary['wall_time_s'][0] / 60:.1f} min ({summary['train_images_per_s']:.0f} img/s)"
+        )
     model = build_model(name, classes, p.image_size, p)
     return load_weights(path, model).eval()
 
