@@ -413,6 +413,7 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
             "lr": 1e-4,
             "fpn_channels": 16,
             "box_head_width": 32,
+            "tables": {"rest_table2": {"init_epochs": 1}},
         },
     )
     monkeypatch.setitem(PROFILES, "ci", tiny)
@@ -424,8 +425,10 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     assert s["seeds"] == [0, 1] and len(s["test_AP"]) == 2 and len(s["predictions"]) == 4
     assert s["stage_norm"] and s["params"] > table["summaries"]["rest_small_mini"]["params"]
     # the classifiers of the initialisation were trained once per backbone (init_seeds=1) and kept
-    assert len(list((tmp_path / "checkpoints" / "ci").glob("rest_table1_rest_*_mini_seed*.pt"))) == 2
-    assert s["init"] == "rest_table1 classifier weights, seeds [0, 0]"
+    # with the table's init_epochs, kept apart from chapter 05's fully trained weights
+    assert len(list((tmp_path / "checkpoints" / "ci").glob("rest_table1_e1_rest_*_mini_seed0.pt"))) == 2
+    assert not list((tmp_path / "checkpoints" / "ci").glob("rest_table1_rest_*"))
+    assert s["init"] == "rest_table1 classifier weights, seeds [0, 0], 1 epoch(s)"
     assert not list((tmp_path / "checkpoints" / "ci").glob("rest_table2_*"))  # resume state removed after each seed
     # the paper's column and the verdicts: paired (LN on/off share each seed), not testable at AP50 ~ 0
     assert [row[3] for row in table["rows"]] == ["39.5", "40.3", "41.2", "42.0"]
@@ -473,3 +476,18 @@ def test_scene_objects_are_drawn_at_the_classifiers_scale() -> None:
     counts = [len(scenes[i][1]["labels"]) for i in range(40)]
     # objects about as wide as in a 32 px classification image (radius 40-46 % of 32 px), 1-4 per scene
     assert 18 <= float(sides.median()) <= 32 and min(counts) >= 1 and max(counts) <= 4 and max(counts) > 1
+
+
+def test_full_size_markdown_locates_the_vit_gap() -> None:
+    from tnt_rest_lite.detection_experiments import full_size_markdown
+
+    def row(label: str, backbone: int, adapter: int, paper: float) -> dict:
+        total = backbone + adapter + 3_000_000 + 15_000_000
+        return {"label": label, "backbone": backbone, "pyramid adapter": adapter, "FPN": 3_000_000, "heads": 15_000_000,
+                "total": total, "trainable": total, "paper_m": paper}  # fmt: skip
+
+    rows = [row("R", 23_500_000, 0, 41.5), row("D", 21_700_000, 1_800_000, 46.5), row("T", 23_400_000, 1_800_000, 48.2)]
+    text = full_size_markdown({"num_classes": 80, "rows": rows})
+    assert "| D | 21.70 | 1.80 | 3.00 | 15.00 | 41.50 | 41.50 | 46.5 | -5.00 |" in text
+    assert "differ from the paper's by -5.00, -5.00 M, while T − D is 1.70 M here and 1.7 M in the paper" in text
+    assert "differ from the paper" not in full_size_markdown({"num_classes": 80, "rows": rows[:2]})
