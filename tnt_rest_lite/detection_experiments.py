@@ -384,9 +384,9 @@ def run_detection_table(name: str, profile: Profile | None = None, progress: boo
     """Train every detector of table ``name``, store everything, and return the regenerated table.
 
     Each detector's summary is saved as ``<prefix>_<key>``; the table (read back from the store)
-    as ``<prefix>``, the verdicts as ``<prefix>_verdicts`` (the full-size parameter columns are
-    :func:`full_size_rows`'s). Returns ``{"spec", "summaries", "provenance", "headers", "rows",
-    "verdicts", "splits"}``.
+    as ``<prefix>``, the verdicts as ``<prefix>_verdicts``, the curves figure as ``<prefix>_curves``
+    (the full-size parameter columns are :func:`full_size_rows`'s). Returns ``{"spec", "summaries",
+    "provenance", "headers", "rows", "verdicts", "splits", "figure"}``.
     """
     from . import results
     from .tables import load_runs
@@ -407,7 +407,7 @@ def run_detection_table(name: str, profile: Profile | None = None, progress: boo
     results.save_json(spec.prefix, {"headers": headers, "rows": rows, "source": spec.source}, seed=seeds)
     verdicts = detection_verdicts(spec, summaries)
     results.save_json(f"{spec.prefix}_verdicts", verdicts, seed=seeds)
-    return {
+    table = {
         "spec": spec,
         "summaries": summaries,
         "provenance": provenance,
@@ -416,6 +416,9 @@ def run_detection_table(name: str, profile: Profile | None = None, progress: boo
         "verdicts": verdicts,
         "splits": splits,
     }
+    table["figure"] = plot_detection_curves(table)
+    results.save_figure(table["figure"], f"{spec.prefix}_curves", seed=seeds)
+    return table
 
 
 def detection_rows(

@@ -25,6 +25,7 @@ Reproducibility is part of the contract:
 
 from __future__ import annotations
 
+import abc
 import argparse
 import dataclasses
 import json
@@ -321,7 +322,7 @@ def evaluate(
 # ----------------------------------------------------------------------------------------------
 
 
-class Task:
+class Task(abc.ABC):
     """What :func:`train` needs to know about a task; the loop itself is the same for every task.
 
     A task names its validation metrics (``metric_keys``: the history keeps ``val_<key>`` per
@@ -333,18 +334,18 @@ class Task:
     progress_key: str = ""  # the metric the progress bar shows
     collate: Any = None  # the DataLoader's collate_fn (None: torch's default)
 
-    def prepare(self, model: nn.Module, train_set: Dataset, config: TrainConfig) -> None:
-        """Check that ``model`` fits ``train_set`` and build what the loss needs."""
+    def prepare(self, model: nn.Module, train_set: Dataset, config: TrainConfig) -> None:  # noqa: B027 (optional hook)
+        """Check that ``model`` fits ``train_set`` and build what the loss needs (default: nothing)."""
 
+    @abc.abstractmethod
     def batch_loss(self, net: nn.Module, batch: Any, device: torch.device, use_amp: bool) -> tuple[torch.Tensor, int]:
         """The mean loss of ``batch`` (for the optimizer) and the batch's number of samples."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def evaluate(
         self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
     ) -> dict[str, float]:
         """The ``metric_keys`` of ``model`` on the validation set (``loader``: this process's share)."""
-        raise NotImplementedError
 
 
 class ClassificationTask(Task):
@@ -394,13 +395,11 @@ class DetectionTask(Task):
     def __init__(self, eval_batch_size: int = 16) -> None:
         from .detection import COCO_METRICS
 
+        from .data import ShapeDetection
+
         self.metric_keys = COCO_METRICS
         self.eval_batch_size = eval_batch_size
-
-    @staticmethod
-    def collate(batch: list[tuple[torch.Tensor, dict[str, torch.Tensor]]]) -> tuple[list, list]:
-        images, targets = zip(*batch, strict=True)
-        return list(images), list(targets)
+        self.collate = ShapeDetection.collate  # images and targets as lists, torchvision's form
 
     def prepare(self, model: nn.Module, train_set: Dataset, config: TrainConfig) -> None:
         if not hasattr(model, "label_offset"):
