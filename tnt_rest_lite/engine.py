@@ -393,9 +393,8 @@ class DetectionTask(Task):
     progress_key = "AP50"
 
     def __init__(self, eval_batch_size: int = 16) -> None:
-        from .detection import COCO_METRICS
-
         from .data import ShapeDetection
+        from .detection import COCO_METRICS
 
         self.metric_keys = COCO_METRICS
         self.eval_batch_size = eval_batch_size
