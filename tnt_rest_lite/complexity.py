@@ -3,10 +3,14 @@
 fvcore traces the model with ``torch.jit.trace`` and counts the operators it has a handle
 for. Its convention: **one multiply-add is one flop** (so its "FLOPs" are MACs), and operators
 without a handle are skipped with a warning: element-wise ops, softmax, GELU, and, notably,
-``aten::scaled_dot_product_attention``, the fused attention kernel. A model that runs its
-attention through that kernel therefore reads lower under plain fvcore than one that writes
-``q @ k^T`` and ``attn @ v`` as matmuls. :func:`count_flops` can add a handle for the fused
-kernel (``count_fused_attention=True``) so both conventions can be shown side by side.
+``aten::scaled_dot_product_attention``, the fused attention kernel.
+
+The package's :class:`~tnt_rest_lite.layers.Attention` takes its explicit ``q @ k^T`` /
+``attn @ v`` path while it is traced, so plain ``fvcore.nn.FlopCountAnalysis(model, x).total()``
+counts the two attention products as matmuls, exactly as it does on timm's models (our TNT-S
+and timm's read the same). :func:`count_flops` gives that number and measures the products of
+every package attention module during the same trace (``FlopReport.attention_products``);
+``attention_products=False`` leaves them out, the convention of counters that only see modules.
 """
 
 from __future__ import annotations
@@ -53,6 +57,9 @@ class FlopReport:
     by_module: dict[str, int]
     by_operator: dict[str, int]
     skipped_ops: dict[str, int] = field(default_factory=dict)  # operator -> times seen, not counted
+    # q k^T and attn v of the package's attention modules, 2 N N' C multiply-adds each; included in the
+    # total unless count_flops(..., attention_products=False) left them out
+    attention_products: int = 0
 
     @property
     def gflops(self) -> float:
@@ -63,21 +70,49 @@ class FlopReport:
         return self.by_module.get(name, 0)
 
 
+def _attention_product_hooks(model: nn.Module, counts: dict[str, int]) -> list[Any]:
+    """Hooks that add each package attention module's ``q k^T`` and ``attn v`` to ``counts[name]``.
+
+    fvcore counts a ``(N x d) @ (d x N')`` product per head as ``N d N'`` multiply-adds, so both
+    products of a module with width ``C`` cost ``2 N N' C`` per image; ``N'`` (keys after ResT's
+    spatial reduction) is read from the key/value projection's input.
+    """
+    from .layers import Attention
+
+    queries: dict[str, int] = {}
+    handles = []
+    for name, module in model.named_modules():
+        if not isinstance(module, Attention):
+            continue
+
+        def pre_hook(m: nn.Module, args: tuple[Any, ...], name: str = name) -> None:
+            # int(): under the tracer a shape entry can be a traced tensor
+            queries[name] = int(args[0].shape[0]) * int(args[0].shape[1])  # batch x query tokens
+
+        def kv_hook(m: nn.Module, args: tuple[Any, ...], out: Any, name: str = name, dim: int = module.dim) -> None:
+            counts[name] = counts.get(name, 0) + 2 * queries[name] * int(args[0].shape[1]) * dim
+
+        handles += [module.register_forward_pre_hook(pre_hook), module.kv.register_forward_hook(kv_hook)]
+    return handles
+
+
 def count_flops(
     model: nn.Module,
     inputs: torch.Tensor | tuple[torch.Tensor, ...] | None = None,
     *,
     image_size: int | tuple[int, int] = 224,
     in_chans: int = 3,
-    count_fused_attention: bool = True,
+    attention_products: bool = True,
 ) -> FlopReport:
-    """Count one image's FLOPs with fvcore.
+    """Count one image's FLOPs with fvcore, as ``FlopCountAnalysis(model, inputs)`` counts them.
 
     Args:
         model: any module; it is put in eval mode for the trace.
         inputs: example input; default a ``(1, in_chans, H, W)`` zero tensor.
-        count_fused_attention: add a handle for ``scaled_dot_product_attention`` (fvcore skips
-            it by default). ``False`` gives plain fvcore's number.
+        attention_products: keep ``q k^T`` and ``attn v`` in the count (fvcore's own number, on our
+            models as on timm's). ``False`` subtracts the products of the package's attention modules
+            from the total, from every enclosing module and from ``matmul``: the count of a counter
+            that only sees modules (the ResT authors' counter before they add the products by hand).
     """
     with warnings.catch_warnings():
         # fvcore's import decorates a helper with torch.jit.script, which torch 2.x flags as deprecated;
@@ -90,16 +125,29 @@ def count_flops(
         inputs = torch.zeros(1, in_chans, h, w)
     was_training = model.training
     model.eval()
+    products: dict[str, int] = {}
+    handles = _attention_product_hooks(model, products)
     try:
         analysis = FlopCountAnalysis(model, inputs)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-        if count_fused_attention:
-            analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_handle)
+        # models outside the package that run the fused kernel while traced get its products counted too
+        analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_handle)
         with torch.no_grad():
             total = int(analysis.total())
             by_module = {k: int(v) for k, v in analysis.by_module().items()}
             by_operator = {k: int(v) for k, v in analysis.by_operator().items()}
             skipped = dict(Counter(analysis.unsupported_ops()))
     finally:
+        for handle in handles:
+            handle.remove()
         model.train(was_training)
-    return FlopReport(total, by_module, by_operator, skipped)
+    all_products = sum(products.values())
+    if not attention_products:
+        total -= all_products
+        by_operator["matmul"] = by_operator.get("matmul", 0) - all_products
+        for name, count in products.items():
+            parts = name.split(".")
+            for depth in range(len(parts) + 1):  # the module itself and every module that encloses it
+                key = ".".join(parts[:depth])
+                by_module[key] = by_module.get(key, 0) - count
+    return FlopReport(total, by_module, by_operator, skipped, all_products)

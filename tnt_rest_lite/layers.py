@@ -139,7 +139,9 @@ class Attention(nn.Module):
         q = self._split_heads(self.q(x))
         k, v = self.keys_values(x, size)
 
-        if not (self.keep_maps or self.head_transform):
+        # While torch.jit traces the model (fvcore's counter does) the explicit path is taken, so the two
+        # attention products appear as matmuls and are counted, as they are on timm's models.
+        if not (self.keep_maps or self.head_transform or torch.jit.is_tracing()):
             # Fast path: fused kernel, no score matrix materialised by us.
             p = self.attn_drop.p if self.training else 0.0
             out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, scale=self.scale)

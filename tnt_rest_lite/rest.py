@@ -48,6 +48,9 @@ __all__ = [
     "ResT",
     "check_rest_image",
     "paper_convention_flops",
+    "flop_conventions",
+    "FLOP_CONVENTIONS",
+    "PUBLISHED_FLOPS_CONVENTION",
     "MIN_IMAGE_SIZE",
     "attention_geometry",
     "load_authors_checkpoint",
@@ -400,6 +403,40 @@ def paper_convention_flops(
         model.train(was_training)
     counts["total"] = sum(counts.values())
     return counts
+
+
+# The FLOP conventions chapter 02 reconciles, keyed as flop_conventions() returns them.
+FLOP_CONVENTIONS: dict[str, str] = {
+    "fvcore": "fvcore (attention products counted as matmuls)",
+    "fvcore_without_attention_products": "fvcore without the attention products",
+    "paper_convention": "modules + 2NN'C (the authors' get_flops.py)",
+    "modules_only": "modules only (conv + linear)",
+}
+# The convention closest to the supplement's FLOPs column (ResT-Lite with MSA: 1.6 G): a count without the
+# attention products (fvcore's, which adds the norms, and the module counter's alone both round to it; the
+# counts with the products are near 4.5 G). Chapter 02 derives it from the counts, a test checks it, and
+# chapter 05 prints its FLOPs column in it.
+PUBLISHED_FLOPS_CONVENTION = "fvcore_without_attention_products"
+
+
+def flop_conventions(model: ResT, image_size: int = 224) -> dict[str, int]:
+    """One image's multiply-adds under each of :data:`FLOP_CONVENTIONS`, plus ``attention_products``.
+
+    ``fvcore`` is ``fvcore.nn.FlopCountAnalysis(model, x).total()`` as anyone calls it (convolutions,
+    linear layers, norms, and both attention products); ``fvcore_without_attention_products`` is the same
+    trace without ``q k^T`` and ``attn v``; the other two are :func:`paper_convention_flops`'s.
+    """
+    from .complexity import count_flops
+
+    full = count_flops(model, image_size=image_size)
+    paper = paper_convention_flops(model, image_size)
+    return {
+        "fvcore": full.total,
+        "fvcore_without_attention_products": full.total - full.attention_products,
+        "paper_convention": paper["total"],
+        "modules_only": paper["conv"] + paper["linear"],
+        "attention_products": paper["attention_products"],
+    }
 
 
 def attention_geometry(model: ResT, image_size: int | tuple[int, int] = 224) -> list[dict[str, int]]:
