@@ -11,6 +11,7 @@ import datetime as _dt
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "REPOSITORY_URL",
@@ -20,6 +21,8 @@ __all__ = [
     "execute_notebook",
     "sync_setup_cells",
     "repo_root",
+    "SETUP_CELL_TAGS",
+    "finish_progress_widgets",
 ]
 
 # The one thing to set when the book moves: where Colab installs the package from.
@@ -46,19 +49,103 @@ from tnt_rest_lite.book import run_report
 run_report()'''
 
 
+# The set-up cell's tag: the rendered book shows its output (the run's provenance) but not its code, which
+# only Colab needs; run_report's first line says where the code is.
+SETUP_CELL_TAGS = ["remove-input"]
+
+
 def run_report() -> None:
-    """Print the run's profile, device, versions and date (the first output of every notebook)."""
+    """Print the run's profile, device, commit, versions and date (the first output of every notebook)."""
     import timm
     import torch
 
     from .profiles import get_profile
-    from .results import device_name
+    from .results import device_name, git_commit
 
     profile = get_profile()
+    print("set-up  : the notebook's first cell (code hidden in the book) installs tnt_rest_lite on Colab")
     print(f"profile : {profile.name} ({profile.description})")
+    print(f"commit  : {git_commit()}")
     print(f"device  : {device_name()}")
     print(f"versions: torch {torch.__version__}, timm {timm.__version__}")
     print(f"date    : {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}")
+
+
+_WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+_WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def _progress_text(state: dict, model_id: str) -> str | None:
+    """The finished text of a tqdm notebook bar (an HBox of HTML, FloatProgress, HTML) from its saved state."""
+    import html
+
+    box = state.get(model_id, {})
+    children = [c.removeprefix("IPY_MODEL_") for c in box.get("state", {}).get("children", [])]
+    models = [state.get(c, {}) for c in children]
+    if [m.get("model_name") for m in models] != ["HTMLModel", "FloatProgressModel", "HTMLModel"]:
+        return None
+    left, bar, right = (m["state"] for m in models)
+    done = bar.get("value", 0) / bar["max"] if bar.get("max") else 0.0
+    filled = min(10, int(round(10 * done)))
+    text = f"{left.get('value', '')}|{'█' * filled}{' ' * (10 - filled)}|{right.get('value', '')}"
+    return html.unescape(text).replace("\u2007", " ") + "\n"
+
+
+def _interactive_outputs(state: dict, model_id: str) -> list[dict] | None:
+    """An ``ipywidgets.interact`` box (controls, then an Output) as what its Output last showed, with a note."""
+    box = state.get(model_id, {})
+    children = [state.get(c.removeprefix("IPY_MODEL_"), {}) for c in box.get("state", {}).get("children", [])]
+    if not children or children[-1].get("model_name") != "OutputModel":
+        return None
+    controls = []
+    for child in children[:-1]:
+        s = child.get("state", {})
+        labels = s.get("_options_labels")  # a dropdown stores its choice as an index into its labels
+        value = labels[s["index"]] if labels and s.get("index") is not None else s.get("value")
+        controls.append(f"{s.get('description', '?')}={value}")
+    note = {
+        "output_type": "stream",
+        "name": "stdout",
+        "text": f"Interactive in Jupyter or Colab (controls: {', '.join(controls)}); the picture at these settings:\n",
+    }
+    return [note, *children[-1].get("state", {}).get("outputs", [])]
+
+
+def finish_progress_widgets(nb: Any) -> int:
+    """Replace stored widgets by static outputs a reader without a kernel can see; returns how many.
+
+    A stored widget shows its first state (a tqdm bar's ``0%| 0/512``) to anyone without its live
+    state, and makes the rendered page load the widget manager from a CDN (console errors offline).
+    The notebook's saved widget state holds what the widget last showed: a tqdm bar becomes the stdout
+    line of its final values (steps, time, rate, postfix); an ``interact`` box becomes its Output's last
+    picture, after a line naming the controls' values. The widget state is dropped once no view uses it.
+    """
+    import nbformat
+
+    state = nb.metadata.get("widgets", {}).get(_WIDGET_STATE, {}).get("state", {})
+    replaced, remaining = 0, 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        outputs = []
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(_WIDGET_VIEW)
+            if view is None:
+                outputs.append(output)
+                continue
+            text = _progress_text(state, view["model_id"])
+            static = [{"output_type": "stream", "name": "stdout", "text": text}] if text else None
+            static = static or _interactive_outputs(state, view["model_id"])
+            if static is None:
+                remaining += 1
+                outputs.append(output)
+            else:
+                replaced += 1
+                outputs += static
+        cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    if not remaining:
+        nb.metadata.pop("widgets", None)
+    return replaced
 
 
 def repo_root() -> Path:
@@ -78,11 +165,12 @@ def sync_setup_cells(paths: list[Path] | None = None) -> list[Path]:
     for path in paths or notebook_paths():
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        if code and code[0].source == setup_cell_source():
+        if code and code[0].source == setup_cell_source() and code[0].metadata.get("tags") == SETUP_CELL_TAGS:
             continue
-        cell = nbformat.v4.new_code_cell(setup_cell_source())
+        cell = nbformat.v4.new_code_cell(setup_cell_source(), metadata={"tags": list(SETUP_CELL_TAGS)})
         if code and "REPOSITORY_URL" in code[0].source:
             code[0].source = cell.source
+            code[0].metadata["tags"] = list(SETUP_CELL_TAGS)
         else:
             first_code = nb.cells.index(code[0]) if code else len(nb.cells)
             nb.cells.insert(first_code, cell)
@@ -100,22 +188,31 @@ def execute_notebook(path: Path, *, profile: str | None = None, write_back: bool
     from nbclient import NotebookClient
 
     from .profiles import ENV_VAR, get_profile
+    from .progress import TEXT_PROGRESS_ENV_VAR
 
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     name = get_profile(profile).name  # validates the name before a kernel starts
-    old = os.environ.get(ENV_VAR)
-    os.environ[ENV_VAR] = name  # the kernel inherits the environment
+    # the kernel inherits the environment: the profile, and text progress bars (a stored widget shows 0 %)
+    settings = {ENV_VAR: name, TEXT_PROGRESS_ENV_VAR: "1"}
+    old = {key: os.environ.get(key) for key in settings}
+    os.environ.update(settings)
     start = time.perf_counter()
     try:
         NotebookClient(
-            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+            nb,
+            timeout=timeout,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+            coalesce_streams=True,  # a text bar's carriage-return updates collapse to its final state
         ).execute()
     finally:
-        if old is None:
-            os.environ.pop(ENV_VAR, None)
-        else:
-            os.environ[ENV_VAR] = old
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     if write_back:
+        finish_progress_widgets(nb)  # any widget bar a cell drew itself: its final text, no CDN manager
         nbformat.write(nb, path)
     return time.perf_counter() - start

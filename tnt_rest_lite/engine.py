@@ -624,7 +624,8 @@ def train(
         epoch: the validation set is also our test set, so choosing on it would flatter us).
     """
     from timm.utils import ModelEmaV3
-    from tqdm.auto import tqdm
+
+    from .progress import progress_bar
 
     info = distributed_info(config.device)
     device = info.device
@@ -681,7 +682,7 @@ def train(
         net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
     total_steps = steps_per_epoch * config.epochs
-    bar = tqdm(
+    bar = progress_bar(
         total=total_steps,
         initial=steps_per_epoch * start_epoch,
         desc=desc or type(model).__name__,

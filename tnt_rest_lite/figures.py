@@ -309,7 +309,7 @@ def cam_study(
     scores ``{label: {method: {"deletion" | "insertion" | "pointing" | "energy": [per seed: [per
     image]]}}}`` and the first seed's maps ``{label: {method: (B, H, W)}}``.
     """
-    from tqdm.auto import tqdm
+    from .progress import progress_bar
 
     explainers = {"group_cam": group_cam, "grad_cam": grad_cam}
     unknown = [m for m in methods if m not in explainers]
@@ -318,7 +318,7 @@ def cam_study(
     scores: dict[str, dict[str, dict[str, list[list[float]]]]] = {}
     saliency: dict[str, dict[str, torch.Tensor]] = {}
     jobs = [(label, seed, method) for label in models for seed in range(len(models[label])) for method in methods]
-    for label, seed, method in tqdm(jobs, desc="saliency maps", disable=not progress):
+    for label, seed, method in progress_bar(jobs, desc="saliency maps", disable=not progress):
         model, layer = models[label][seed]
         record = {"deletion": [], "insertion": [], "pointing": [], "energy": []}
         maps = []
