@@ -9,7 +9,7 @@ define stage
 start=$$(date +%s); echo "::: $(1)"; ( $(2) ); rc=$$?; echo "::: $(1): $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 endef
 
-.PHONY: install book test lint unit notebooks html clean
+.PHONY: install book test lint unit notebooks html browser browser-test clean
 
 install: $(VENV)/.installed
 
@@ -40,13 +40,14 @@ test:
 	@$(call stage,unit tests,$(MAKE) --no-print-directory unit)
 	@$(call stage,notebooks (ci profile),$(MAKE) --no-print-directory notebooks)
 	@$(call stage,book build,$(MAKE) --no-print-directory html)
+	@$(call stage,browser test,$(MAKE) --no-print-directory browser-test)
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 unit: install
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider --ignore=tests/browser
 
 # nbmake runs each notebook top to bottom in a fresh kernel; a cell error fails the test. Results go to a
 # temporary folder so a test run never overwrites the committed results/ of a real run.
@@ -56,6 +57,21 @@ notebooks: install
 
 html: install $(MATHJAX)
 	$(BIN)/jupyter-book build . -W --keep-going
+
+# Headless Chromium for the browser test: Debian's package (Playwright drives it; it downloads no browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || [ -n "$$TNT_REST_CHROMIUM" ] || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get install -y -qq chromium >/dev/null || { echo "apt-get could not install chromium"; exit 1; }; \
+		else \
+			echo "The browser test needs Chromium: run 'sudo apt-get install chromium' (Debian/Ubuntu), or set"; \
+			echo "TNT_REST_CHROMIUM to a Chromium/Chrome executable."; exit 1; \
+		fi; }
+
+# Every page of the built book in headless Chromium (title, images, typeset math, console, links);
+# screenshots of the summary and one chapter go to _build/screenshots.
+browser-test: install browser
+	$(BIN)/python -m pytest tests/browser -q -p no:cacheprovider
 
 clean:
 	rm -rf _build

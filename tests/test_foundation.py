@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import timm
@@ -237,15 +238,53 @@ def test_pretrained_needs_published_weights() -> None:
 # --- FLOP counting ----------------------------------------------------------------------------
 
 
-def test_fused_attention_flops_match_explicit_matmuls() -> None:
+def test_plain_fvcore_counts_attention_products_as_on_timm() -> None:
+    from fvcore.nn import FlopCountAnalysis
+
+    x = torch.zeros(1, 3, 224, 224)
+
+    def plain(model: torch.nn.Module) -> int:
+        analysis = FlopCountAnalysis(model.eval(), x)
+        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+        return int(analysis.total())
+
+    ours = plain(create_model("tnt_s"))
+    # fvcore as a reader calls it, no extra handle: our TNT-S reads what timm's TNT-S reads
+    assert ours == plain(timm.create_model("tnt_s_patch16_224", pretrained=False)) == 5_245_147_008
+    assert count_flops(create_model("tnt_s")).total == ours
+
+
+def test_flops_without_attention_products_and_the_fused_handle() -> None:
+    from fvcore.nn import FlopCountAnalysis
+
+    from tnt_rest_lite.complexity import sdpa_flop_handle
+
     model = create_model("deit_s").eval()
-    plain = count_flops(model, count_fused_attention=False).total
-    fused = count_flops(model).total
-    # 12 blocks x (QK^T + AV) = 12 x 2 x 197^2 x 384 multiply-adds
-    assert fused - plain == 12 * 2 * 197 * 197 * 384
-    with capture_attention(model):  # explicit matmul path, counted by fvcore itself
-        explicit = count_flops(model, count_fused_attention=False).total
-    assert explicit == fused
+    report = count_flops(model)
+    without = count_flops(model, attention_products=False)
+    # 12 blocks x (QK^T + AV) = 12 x 2 x 197^2 x 384 multiply-adds, left out of the total, of matmul,
+    # of each block and of each attention module
+    products = 12 * 2 * 197 * 197 * 384
+    assert report.attention_products == without.attention_products == products
+    assert report.total - without.total == products
+    assert report.by_operator["matmul"] == products and without.by_operator["matmul"] == 0
+    assert report.module("blocks.3") - without.module("blocks.3") == products // 12
+    assert without.module("blocks.3.attn") == without.module("blocks.3.attn.q") + without.module(
+        "blocks.3.attn.kv"
+    ) + without.module("blocks.3.attn.proj")
+    with capture_attention(model):  # the explicit path the maps need gives the same count
+        assert count_flops(model).total == report.total
+    # the handle for the fused kernel (models that keep it while traced) counts the two products as the matmuls
+    attn = model.blocks[0].attn
+    q, k, v = (torch.randn(1, 6, 197, 64) for _ in range(3))
+
+    class Fused(torch.nn.Module):
+        def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    analysis = FlopCountAnalysis(Fused(), (q, k, v)).unsupported_ops_warnings(False)
+    analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_flop_handle)
+    assert analysis.total() == products // 12 == 2 * 197 * 197 * attn.dim
 
 
 # --- the book -------------------------------------------------------------------------------
@@ -257,6 +296,29 @@ def test_config_repository_matches_setup_cell_url() -> None:
     assert config["execute"]["execute_notebooks"] == "off"
 
 
+def test_executed_notebook_stores_the_finished_progress_bar(tmp_path: Path) -> None:
+    import nbformat
+
+    from tnt_rest_lite.book import execute_notebook
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import time\nfrom tnt_rest_lite.progress import progress_bar\n"
+            "for _ in progress_bar(range(40), desc='steps', mininterval=0):\n    time.sleep(0.005)"
+        )
+    ]
+    path = tmp_path / "bar.ipynb"
+    nbformat.write(nb, path)
+    execute_notebook(path, profile="ci")
+    outputs = nbformat.read(path, as_version=4).cells[0].outputs
+    # one stdout stream whose text is the finished bar only: no widget, no 0 % state, no carriage returns
+    assert [(o.output_type, o.get("name")) for o in outputs] == [("stream", "stdout")]
+    text = outputs[0].text
+    assert "steps: 100%" in text and "40/40" in text
+    assert text.count("steps:") == 1 and "\r" not in text, repr(text)
+
+
 def test_every_notebook_starts_with_the_setup_cell() -> None:
     import nbformat
 
@@ -266,6 +328,8 @@ def test_every_notebook_starts_with_the_setup_cell() -> None:
         nb = nbformat.read(path, as_version=4)
         first_code = next(c for c in nb.cells if c.cell_type == "code")
         assert first_code.source == book.setup_cell_source(), path.name
+        # hidden in the rendered book (Colab needs it, a reader does not), its output kept
+        assert first_code.metadata.get("tags") == book.SETUP_CELL_TAGS == ["remove-input"], path.name
 
 
 def test_toc_lists_every_notebook_in_order() -> None:
@@ -348,3 +412,126 @@ def test_book_build_uses_the_jupyter_book_beside_the_interpreter(monkeypatch: py
     exe, *args = calls[0]
     assert Path(exe).parent == Path(sys.executable).parent
     assert args == ["build", str(ROOT), "-W", "--keep-going"]
+
+
+# --- the generated summary ------------------------------------------------------------------------
+
+
+def test_committed_summary_pages_are_what_the_results_give(tmp_path: Path) -> None:
+    from tnt_rest_lite.summary import write_pages
+
+    (tmp_path / "book").mkdir()
+    for generated in write_pages(tmp_path, ROOT / "results"):
+        committed = ROOT / "book" / generated.name
+        assert committed.read_text() == generated.read_text(), (
+            f"book/{generated.name} is stale: run `python -m tnt_rest_lite summary`"
+        )
+
+
+def test_summary_marks_missing_results_and_names_every_run(tmp_path: Path) -> None:
+    import shutil
+
+    from tnt_rest_lite.summary import ITEMS, Store, item_status, summary_markdown, supplements_markdown
+
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "results" / "cpu", results / "cpu")
+    store = Store(results)
+    assert all(item_status(item, store)[0] for item in ITEMS)
+    (results / "cpu" / "tnt_table2_verdicts.json").unlink()
+    done, why = item_status(next(i for i in ITEMS if i.key == "tnt_table2"), store)
+    assert not done and why == "not yet: no stored `tnt_table2_verdicts`"
+    coverage = supplements_markdown(store)
+    assert "**not yet: no stored `tnt_table2_verdicts`**" in coverage
+    page = summary_markdown(store)
+    assert "**Not regenerated yet**" in page
+    # a richer profile's run is shown instead of the cpu one, with its own provenance
+    record = json.loads((results / "cpu" / "rest_table1_verdicts.json").read_text())
+    record["provenance"].update(profile="colab", git_commit="abcdef0123", device="Tesla T4")
+    (results / "colab").mkdir()
+    (results / "colab" / "rest_table1_verdicts.json").write_text(json.dumps(record))
+    assert (
+        "colab · Tesla T4 · commit abcdef0 ·" in item_status(next(i for i in ITEMS if i.key == "rest_table1"), store)[1]
+    )
+    # every item of both supplements is there: 4 figures, 4 tables, the GL equations and the ablation
+    assert sorted(i.key for i in ITEMS) == sorted(
+        [
+            "tnt_fig1",
+            "tnt_fig2",
+            "tnt_table1",
+            "tnt_table2",
+            "rest_fig1",
+            "rest_fig2",
+            "rest_table1",
+            "rest_table2",
+            "rest_gl",
+            "rest_ablation",
+        ]
+    )
+
+
+def _widget_notebook() -> Any:
+    import nbformat
+
+    def model(name: str, **state: Any) -> dict[str, Any]:
+        return {"model_name": name, "model_module": "@jupyter-widgets/controls", "state": state}
+
+    state = {
+        "bar": model("HBoxModel", children=["IPY_MODEL_left", "IPY_MODEL_progress", "IPY_MODEL_right"]),
+        "left": model("HTMLModel", value="train\u2007seed\u20070:\u2007100%"),
+        "progress": model("FloatProgressModel", value=512.0, max=512.0),
+        "right": model("HTMLModel", value="\u2007512/512\u2007[01:02&lt;00:00,\u20078.2step/s]"),
+        "box": model("VBoxModel", children=["IPY_MODEL_slider", "IPY_MODEL_choice", "IPY_MODEL_out"]),
+        "slider": model("IntSliderModel", description="image", value=3),
+        "choice": model("DropdownModel", description="model", index=1, _options_labels=["DeiT", "TNT"]),
+        "out": model(
+            "OutputModel", outputs=[{"output_type": "display_data", "data": {"text/plain": "<Figure>"}, "metadata": {}}]
+        ),
+    }
+
+    def view(model_id: str, fallback: str) -> Any:
+        return nbformat.v4.new_output(
+            "display_data",
+            data={
+                "application/vnd.jupyter.widget-view+json": {
+                    "model_id": model_id,
+                    "version_major": 2,
+                    "version_minor": 0,
+                },
+                "text/plain": fallback,
+            },
+        )
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("train()"), nbformat.v4.new_code_cell("interact(explore)")]
+    nb.cells[0].outputs = [view("bar", "train seed 0:   0%|          | 0/512")]
+    nb.cells[1].outputs = [view("box", "interactive(children=...)")]
+    nb.metadata["widgets"] = {
+        "application/vnd.jupyter.widget-state+json": {"state": state, "version_major": 2, "version_minor": 0}
+    }
+    return nb
+
+
+def test_stored_widgets_become_what_they_last_showed() -> None:
+    nb = _widget_notebook()
+    assert book.finish_progress_widgets(nb) == 2
+    bar = nb.cells[0].outputs
+    assert [o.output_type for o in bar] == ["stream"]
+    assert bar[0].text == "train seed 0: 100%|██████████| 512/512 [01:02<00:00, 8.2step/s]\n"
+    explorer = nb.cells[1].outputs
+    assert "controls: image=3, model=TNT" in explorer[0].text
+    assert explorer[1].output_type == "display_data" and explorer[1].data["text/plain"] == "<Figure>"
+    assert "widgets" not in nb.metadata  # nothing left for a CDN widget manager to render
+
+
+def test_no_committed_notebook_needs_a_widget_manager() -> None:
+    import nbformat
+
+    for path in book.notebook_paths(ROOT):
+        nb = nbformat.read(path, as_version=4)
+        views = [
+            o
+            for c in nb.cells
+            for o in c.get("outputs", [])
+            if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+        ]
+        assert not views and "widgets" not in nb.metadata, f"{path.name}: run book.finish_progress_widgets"

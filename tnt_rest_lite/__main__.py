@@ -1,4 +1,4 @@
-"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | bench | train-bench | sync-setup | models``."""
+"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train-bench | sync-setup | models``."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("execute", help="execute the given notebooks and store their outputs")
     ex.add_argument("notebooks", nargs="+", type=Path)
     ex.add_argument("--profile")
+    sub.add_parser("summary", help="write book/summary.md and book/supplements.md from the stored results")
     sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book")
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
@@ -52,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
         from .registry import list_models
 
         print("\n".join(list_models()))
+    elif args.command == "summary":
+        from .summary import write_pages
+
+        for path in write_pages():
+            print(f"wrote {path}")
     elif args.command == "sync-setup":
         for path in sync_setup_cells():
             print(f"updated {path}")
@@ -62,8 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         for path in tqdm(paths, desc="notebooks", unit="nb"):
             seconds = execute_notebook(path, profile=args.profile)
             tqdm.write(f"{path.name}: {seconds:.1f} s")
-        if args.command == "reproduce" and not args.no_book:
-            return build_book()
+        if args.command == "reproduce":
+            from .summary import write_pages
+
+            write_pages()  # the summary and coverage pages from the results the run just stored
+            if not args.no_book:
+                return build_book()
     return 0
 
 

@@ -1,0 +1,100 @@
+"""The built book in headless Chromium, as a reader sees it (``make test`` runs this after ``make html``).
+
+Every page: the title renders, every image loads, the mathematics is typeset by the MathJax the book
+ships, the console has no errors and every internal link (and anchor) resolves. The other tests break
+a copy of the build in the three ways a reader would notice and check that each is reported.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tnt_rest_lite.browser import check_book, html_pages
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "_build" / "html"
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHAPTER = "notebooks/02_rest.html"  # images, many equations and links
+
+
+@pytest.fixture(scope="module")
+def build() -> Path:
+    if not (BUILD / "index.html").is_file():
+        pytest.fail(f"no built book at {BUILD}: `make html` comes before the browser test")
+    return BUILD
+
+
+@pytest.fixture
+def broken_copy(build: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / "html"
+    shutil.copytree(build, copy)
+    return copy
+
+
+def test_every_page_renders_for_a_reader(build: Path) -> None:
+    shots = {"book/summary.html": SCREENSHOTS / "summary.png", CHAPTER: SCREENSHOTS / "02_rest.png"}
+    reports = check_book(build, screenshots=shots)
+    assert {r.path for r in reports} == set(html_pages(build))
+    assert len(reports) >= 15  # intro, how to run, 11 chapters, summary, coverage, conventions, references
+    problems = {r.path: r.problems for r in reports if r.problems}
+    assert not problems, problems
+    by_path = {r.path: r for r in reports}
+    # the checks saw what they check: pictures on the summary, typeset equations in the chapters
+    assert by_path["book/summary.html"].images >= 8
+    assert by_path[CHAPTER].math_typeset > 20 and by_path["notebooks/01_tnt.html"].math_typeset > 5
+    assert all(r.links_checked > 0 for r in reports)
+    assert all(path.is_file() and path.stat().st_size > 10_000 for path in shots.values())
+
+
+def test_a_missing_image_is_reported(broken_copy: Path) -> None:
+    page = broken_copy / CHAPTER
+    source = re.search(r'<img[^>]+src="([^"]+)"', page.read_text()).group(1)
+    if not source.startswith("data:"):
+        (page.parent / source).unlink()
+    else:  # an embedded picture: break its data
+        page.write_text(page.read_text().replace(source, "data:image/png;base64,AAAA", 1))
+    (report,) = check_book(broken_copy, pages=[CHAPTER])
+    assert any(p.startswith("image did not load") for p in report.problems), report.problems
+
+
+def test_a_broken_link_and_anchor_are_reported(broken_copy: Path) -> None:
+    page = broken_copy / CHAPTER
+    html = page.read_text().replace(
+        "</article>",
+        '<a href="no_such_chapter.html">gone</a> <a href="01_tnt.html#no-such-section">gone</a></article>',
+        1,
+    )
+    page.write_text(html)
+    (report,) = check_book(broken_copy, pages=[CHAPTER])
+    assert "broken link to notebooks/no_such_chapter.html" in report.problems
+    assert "broken anchor notebooks/01_tnt.html#no-such-section" in report.problems
+
+
+def test_mathematics_without_mathjax_is_reported(broken_copy: Path) -> None:
+    shutil.rmtree(broken_copy / "_static" / "mathjax")
+    (report,) = check_book(broken_copy, pages=[CHAPTER])
+    assert any("none typeset by MathJax" in p for p in report.problems), report.problems
+    assert any("tex-chtml.js" in p for p in report.problems)  # the console names the missing script
+
+
+def test_launch_buttons_open_the_right_notebook_on_colab(build: Path) -> None:
+    import yaml
+
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    repo = config["repository"]["url"].removeprefix("https://github.com/")
+    prefix = config["repository"].get("path_to_book", "")
+    pages = [p for p in html_pages(build) if p.startswith("notebooks/")]
+    assert len(pages) == len(list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    for page in pages:
+        stem = Path(page).stem
+        expected = (
+            f"{config['launch_buttons']['colab_url']}/github/{repo}/blob/{config['repository']['branch']}/"
+            f"{prefix}notebooks/{stem}.ipynb"
+        )
+        links = set(re.findall(r'href="(https://colab\.research\.google\.com/[^"]+)"', (build / page).read_text()))
+        assert links == {expected}, page
+        assert (ROOT / "notebooks" / f"{stem}.ipynb").is_file()

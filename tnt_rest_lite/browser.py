@@ -1,0 +1,214 @@
+"""The rendered book, looked at in a real browser: headless Chromium driven by Playwright.
+
+:func:`check_book` serves the built HTML on 127.0.0.1 and opens every page, as a reader would, and
+reports for each page what a reader would notice: a missing title, an image that does not load,
+mathematics left as raw TeX (or never typeset by MathJax), errors in the browser console, and
+internal links to pages or anchors that do not exist. ``make test`` runs it on the fresh build
+(``tests/browser``), which also keeps screenshots of the summary page and one chapter.
+
+Chromium is Debian's ``chromium`` package (``make browser`` installs it where it can); Playwright,
+a Python dependency of the ``dev`` extra, drives it through :data:`CHROMIUM` rather than downloading
+a browser of its own, so the check works offline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import http.server
+import os
+import shutil
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urldefrag, urljoin, urlparse
+
+__all__ = ["CHROMIUM", "PageReport", "chromium_path", "serve", "check_book", "html_pages"]
+
+# Where Debian's package puts the browser; TNT_REST_CHROMIUM overrides it.
+CHROMIUM = "/usr/bin/chromium"
+
+# Run in the page: everything the checks need, in one round trip.
+_PAGE_STATE = """() => {
+  const visible = (root) => {
+    // the text a reader sees, without code listings (where a literal \\( or $$ is legitimate)
+    const clone = root.cloneNode(true);
+    clone.querySelectorAll('pre, code, script, style, mjx-container, .MathJax').forEach(e => e.remove());
+    return clone.innerText;
+  };
+  const main = document.querySelector('main') || document.body;
+  return {
+    title: document.title,
+    heading: (document.querySelector('main h1, article h1, h1') || {innerText: ''}).innerText.trim(),
+    images: [...document.images].map(img => ({src: img.currentSrc || img.src, complete: img.complete,
+                                               width: img.naturalWidth})),
+    text: visible(main),
+    mathSources: document.querySelectorAll('.math, span.math, div.math').length,
+    mathTypeset: document.querySelectorAll('mjx-container').length,
+    links: [...document.querySelectorAll('a[href]')].map(a => a.href),
+    ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+  };
+}"""
+
+
+@dataclass
+class PageReport:
+    """What a reader would notice on one page; ``problems`` is empty when the page is fine."""
+
+    path: str
+    title: str = ""
+    images: int = 0
+    math_typeset: int = 0
+    links_checked: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+def chromium_path() -> str:
+    """The Chromium executable, or a clear error saying how to install it."""
+    path = os.environ.get("TNT_REST_CHROMIUM") or shutil.which("chromium") or CHROMIUM
+    if not Path(path).is_file():
+        raise RuntimeError(
+            f"Chromium not found (looked for $TNT_REST_CHROMIUM, `chromium` on PATH and {CHROMIUM}). "
+            "Install Debian's package with `make browser` (runs `apt-get install -y chromium`, needs root), "
+            "or set TNT_REST_CHROMIUM to a Chromium/Chrome executable."
+        )
+    return path
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 (the base class's name)
+        pass
+
+
+@contextlib.contextmanager
+def serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (a free port) for the duration; yields the base URL."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def html_pages(folder: Path) -> list[str]:
+    """The book's pages (relative paths), without Sphinx's own search and index pages."""
+    skip = {"search.html", "genindex.html", "py-modindex.html"}
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*.html")
+        if p.name not in skip and not p.relative_to(folder).parts[0].startswith("_")
+    )
+
+
+def _raw_math(text: str) -> list[str]:
+    """Raw TeX delimiters left in a page's visible text (MathJax replaces them when it runs)."""
+    found = []
+    for delimiter in ("\\(", "\\[", "$$"):
+        index = text.find(delimiter)
+        if index >= 0:
+            found.append(text[max(0, index - 30) : index + 40].replace("\n", " "))
+    return found
+
+
+def check_book(
+    folder: Path,
+    pages: Sequence[str] | None = None,
+    screenshots: dict[str, Path] | None = None,
+    timeout_ms: int = 30_000,
+) -> list[PageReport]:
+    """Open every page of the built book ``folder`` in headless Chromium; one report per page.
+
+    Args:
+        folder: the HTML build (``_build/html``).
+        pages: relative paths to check (default: :func:`html_pages`). Links are checked on these pages,
+            to any page of the build.
+        screenshots: ``{page: png path}`` of full-page screenshots to save.
+    """
+    from playwright.sync_api import sync_playwright
+
+    folder = Path(folder)
+    if not (folder / "index.html").is_file():
+        raise FileNotFoundError(f"No built book at {folder} (index.html missing): run `make html` first")
+    pages = list(pages) if pages is not None else html_pages(folder)
+    reports: list[PageReport] = []
+    ids_cache: dict[str, set[str]] = {}
+    with serve(folder) as base, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            page = context.new_page()
+            errors: list[str] = []
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+            page.on(
+                "response", lambda res: errors.append(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None
+            )
+
+            def state(path: str) -> dict:
+                errors.clear()
+                page.goto(urljoin(base, path), wait_until="load", timeout=timeout_ms)
+                # MathJax typesets after load; wait for it where the page has math (bounded by the timeout)
+                with contextlib.suppress(Exception):
+                    page.wait_for_function(
+                        "() => !document.querySelector('.math') || document.querySelector('mjx-container')",
+                        timeout=10_000,
+                    )
+                return page.evaluate(_PAGE_STATE)
+
+            for path in pages:
+                s = state(path)
+                report = PageReport(path, title=s["title"], images=len(s["images"]), math_typeset=s["mathTypeset"])
+                if not s["title"].strip() or not s["heading"]:
+                    report.problems.append(f"no title or heading (title {s['title']!r})")
+                for img in s["images"]:
+                    if not img["complete"] or img["width"] == 0:
+                        report.problems.append(f"image did not load: {img['src']}")
+                for raw in _raw_math(s["text"]):
+                    report.problems.append(f"raw TeX in the text: …{raw}…")
+                if s["mathSources"] and not s["mathTypeset"]:
+                    report.problems.append(f"{s['mathSources']} math elements, none typeset by MathJax")
+                report.problems += [f"console: {e}" for e in errors]
+                if screenshots and path in screenshots:
+                    screenshots[path].parent.mkdir(parents=True, exist_ok=True)
+                    page.screenshot(path=str(screenshots[path]), full_page=True)
+                report.links_checked, broken = _check_links(folder, base, path, s["links"], ids_cache)
+                report.problems += broken
+                reports.append(report)
+        finally:
+            browser.close()
+    return reports
+
+
+def _check_links(
+    folder: Path, base: str, path: str, links: list[str], ids_cache: dict[str, set[str]]
+) -> tuple[int, list[str]]:
+    """Internal links of one page: the target file exists and, for ``#anchor``, the anchor does too."""
+    import re
+
+    problems, checked = [], 0
+    host = urlparse(base).netloc
+    for link in links:
+        url, anchor = urldefrag(link)
+        parsed = urlparse(url)
+        if parsed.netloc != host or parsed.scheme not in ("http", "https"):
+            continue  # external (GitHub, Colab) or mailto: not ours to check offline
+        checked += 1
+        target = unquote(parsed.path.lstrip("/")) or "index.html"
+        if target.endswith("/"):
+            target += "index.html"
+        file = folder / target
+        if not file.is_file():
+            problems.append(f"broken link to {target}")
+            continue
+        if anchor and file.suffix == ".html":
+            if target not in ids_cache:
+                ids_cache[target] = set(re.findall(r'\bid="([^"]+)"', file.read_text(errors="replace")))
+            if unquote(anchor) not in ids_cache[target]:
+                problems.append(f"broken anchor {target}#{anchor}")
+    return checked, problems
