@@ -142,3 +142,18 @@ def test_cpu_peak_memory_covers_the_activations() -> None:
     stem_hidden = 2 * 16 * 32 * 32 * 4  # the first stem conv's float32 output alone, in bytes
     assert row["peak_memory_mb"] * 2**20 > stem_hidden
     assert "profiler" in row["memory_kind"]
+
+
+def test_score_matrices_are_what_differs_between_emsa_and_msa() -> None:
+    from tnt_rest_lite import create_model
+    from tnt_rest_lite.bench import score_matrix_mb
+
+    # ResT-Lite at 224 px: stages of N = 56^2, 28^2, 14^2, 7^2 tokens, 1/2/4/8 heads, 2 blocks each;
+    # MSA attends over all N tokens, EMSA over N / s^2 with s = 8, 4, 2, 1 (49 keys in every stage)
+    tokens, heads = [3136, 784, 196, 49], [1, 2, 4, 8]
+    msa = 2 * sum(h * n * n for h, n in zip(heads, tokens, strict=True)) * 4 / 2**20
+    emsa = 2 * sum(h * n * 49 for h, n in zip(heads, tokens, strict=True)) * 4 / 2**20
+    assert score_matrix_mb(create_model("rest_lite_msa"), 1, 224) == pytest.approx(msa)
+    assert score_matrix_mb(create_model("rest_lite"), 1, 224) == pytest.approx(emsa)
+    assert score_matrix_mb(create_model("rest_lite"), 16, 224, element_bytes=2) == pytest.approx(emsa * 8)
+    assert score_matrix_mb(create_model("deit_s_mini"), 1, 32) is None
