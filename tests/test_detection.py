@@ -438,6 +438,9 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
 
     published = [REST_TABLE2[m][f"ap_{ln}"] for m in ("rest_small", "rest_base") for ln in ("without_ln", "with_ln")]
     assert [row[3] for row in table["rows"]] == [f"{v:.1f}" for v in published]
+    # the paper publishes AP only: no empty paper and Δ columns for the other five metrics
+    assert table["headers"][2:8] == ["AP ours", "AP paper", "Δ", "AP50 ours", "AP75 ours", "APS ours"]
+    assert not any("paper" in h for h in table["headers"][5:])
     assert all(v["paired"] and v["verdict"] == "not testable" for v in table["verdicts"])
     stored = results.load_json("rest_table2_verdicts")["data"]
     assert [v["claim"] for v in stored] == [v["claim"] for v in table["verdicts"]]

@@ -424,10 +424,15 @@ def run_detection_table(name: str, profile: Profile | None = None, progress: boo
 def detection_rows(
     spec: DetectionTableSpec, summaries: Mapping[str, Mapping[str, Any]]
 ) -> tuple[list[str], list[list[str]]]:
-    """Headers and rows: detector | params | per metric: ours (mean ± std, test) / paper / difference | img/s."""
+    """Headers and rows: detector | params | per metric: ours (mean ± std, test) / paper / difference | img/s.
+
+    A metric the paper does not publish for any detector (ResT's table has AP only) gets our column alone,
+    without an empty paper column and its difference.
+    """
+    published = {m: any(spec.paper_value(d.key, m) is not None for d in spec.detectors) for m in spec.metrics}
     headers = ["detector", "params (ours, small)"]
     for metric in spec.metrics:
-        headers += [f"{metric} ours", f"{metric} paper", "Δ"]
+        headers += [f"{metric} ours", f"{metric} paper", "Δ"] if published[metric] else [f"{metric} ours"]
     headers += ["train img/s", "test img/s"]
     rows = []
     for detector in spec.detectors:
@@ -436,11 +441,12 @@ def detection_rows(
         for metric in spec.metrics:
             ours = s[f"test_{metric}_mean"]
             paper = spec.paper_value(detector.key, metric)
-            row += [
-                format_mean_std(ours, s[f"test_{metric}_std"]),
-                "–" if paper is None else f"{paper:.1f}",
-                "–" if paper is None or ours != ours else f"{ours - paper:+.1f}",
-            ]
+            row.append(format_mean_std(ours, s[f"test_{metric}_std"]))
+            if published[metric]:
+                row += [
+                    "–" if paper is None else f"{paper:.1f}",
+                    "–" if paper is None or ours != ours else f"{ours - paper:+.1f}",
+                ]
         row += [f"{s['train_images_per_s']:.1f}", f"{s['test_images_per_s']:.1f}"]
         rows.append(row)
     return headers, rows
