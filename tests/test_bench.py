@@ -13,6 +13,7 @@ ROW_KEYS = {
     "model",
     "dtype",
     "requested_batch",
+    "score_matrices_mb",
     "batch",
     "times_s",
     "median_s",
