@@ -436,7 +436,9 @@ def item_status(item: SupplementItem, store: Store) -> tuple[bool, str]:
     missing = [name for name, f in zip(item.results, found, strict=True) if f is None]
     if missing:
         return False, "not yet: no stored " + ", ".join(f"`{m}`" for m in missing)
-    profile, record = found[-1]  # the last result is the item's conclusion (verdicts, or the table)
+    # the run of the item's conclusion: its verdicts, or its last result where it has none
+    conclusion = item.verdicts[-1] if item.verdicts else item.results[-1]
+    profile, record = found[item.results.index(conclusion)] if conclusion in item.results else found[-1]
     return True, _short_provenance(profile, record)
 
 
