@@ -162,6 +162,14 @@ def check_book(
                 return page.evaluate(_PAGE_STATE)
 
             for path in pages:
+                redirect = _meta_refresh(folder / path)
+                if redirect is not None:
+                    # a redirect page (Jupyter Book's index.html) has no content of its own: its target must exist
+                    target = urljoin(urljoin(base, path), redirect)
+                    report = PageReport(path, title=f"redirect to {redirect}")
+                    report.links_checked, report.problems = _check_links(folder, base, path, [target], ids_cache)
+                    reports.append(report)
+                    continue
                 s = state(path)
                 report = PageReport(path, title=s["title"], images=len(s["images"]), math_typeset=s["mathTypeset"])
                 if not s["title"].strip() or not s["heading"]:
@@ -183,6 +191,16 @@ def check_book(
         finally:
             browser.close()
     return reports
+
+
+def _meta_refresh(file: Path) -> str | None:
+    """The target of an HTML redirect page (``<meta http-equiv="refresh" content="0; url=...">``), else None."""
+    import re
+
+    match = re.search(
+        r'<meta[^>]+http-equiv="refresh"[^>]+content="\d+;\s*url=([^"]+)"', file.read_text(errors="replace"), re.I
+    )
+    return match.group(1) if match else None
 
 
 def _check_links(
