@@ -17,6 +17,7 @@ import contextlib
 import functools
 import http.server
 import os
+import re
 import shutil
 import threading
 from collections.abc import Iterator, Sequence
@@ -195,8 +196,6 @@ def check_book(
 
 def _meta_refresh(file: Path) -> str | None:
     """The target of an HTML redirect page (``<meta http-equiv="refresh" content="0; url=...">``), else None."""
-    import re
-
     match = re.search(
         r'<meta[^>]+http-equiv="refresh"[^>]+content="\d+;\s*url=([^"]+)"', file.read_text(errors="replace"), re.I
     )
@@ -207,8 +206,6 @@ def _check_links(
     folder: Path, base: str, path: str, links: list[str], ids_cache: dict[str, set[str]]
 ) -> tuple[int, list[str]]:
     """Internal links of one page: the target file exists and, for ``#anchor``, the anchor does too."""
-    import re
-
     problems, checked = [], 0
     host = urlparse(base).netloc
     for link in links:

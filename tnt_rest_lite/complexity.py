@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FlopReport", "count_params", "count_flops", "sdpa_flop_handle"]
+__all__ = ["FlopReport", "attention_product_hooks", "count_params", "count_flops", "sdpa_flop_handle"]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -70,7 +70,7 @@ class FlopReport:
         return self.by_module.get(name, 0)
 
 
-def _attention_product_hooks(model: nn.Module, counts: dict[str, int]) -> list[Any]:
+def attention_product_hooks(model: nn.Module, counts: dict[str, int]) -> list[Any]:
     """Hooks that add each package attention module's ``q k^T`` and ``attn v`` to ``counts[name]``.
 
     fvcore counts a ``(N x d) @ (d x N')`` product per head as ``N d N'`` multiply-adds, so both
@@ -126,7 +126,7 @@ def count_flops(
     was_training = model.training
     model.eval()
     products: dict[str, int] = {}
-    handles = _attention_product_hooks(model, products)
+    handles = attention_product_hooks(model, products)
     try:
         analysis = FlopCountAnalysis(model, inputs)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False)

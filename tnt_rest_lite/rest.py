@@ -36,6 +36,7 @@ from timm.models._features import feature_take_indices
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .complexity import attention_product_hooks, count_flops
 from .interface import build, cfg, mini_cfg
 from .layers import Attention, TransformerBlock, init_weights
 from .registry import configure, register_model
@@ -353,7 +354,6 @@ def paper_convention_flops(
     """
     h, w = (image_size, image_size) if isinstance(image_size, int) else image_size
     counts = {"conv": 0, "linear": 0, "attention_products": 0, "norms_and_relu": 0}
-    query_tokens: dict[nn.Module, int] = {}
 
     def conv_hook(m: nn.Conv2d, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         per_output = (m.in_channels // m.groups) * m.kernel_size[0] * m.kernel_size[1]
@@ -369,17 +369,9 @@ def paper_convention_flops(
     def relu_hook(m: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         counts["norms_and_relu"] += inputs[0].numel()
 
-    def attn_pre_hook(m: Attention, args: tuple[Any, ...]) -> None:
-        query_tokens[m] = args[0].shape[1]
-
-    def make_kv_hook(attn: Attention) -> Any:
-        def kv_hook(m: nn.Linear, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-            key_tokens = inputs[0].shape[1]  # N' = N / s^2 after the spatial reduction
-            counts["attention_products"] += 2 * query_tokens[attn] * key_tokens * attn.dim
-
-        return kv_hook
-
-    handles = []
+    # the hand-added 2 N N' C per attention block: the same hooks count_flops measures the products with
+    products: dict[str, int] = {}
+    handles = attention_product_hooks(model, products)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             handles.append(m.register_forward_hook(conv_hook))
@@ -389,9 +381,6 @@ def paper_convention_flops(
             handles.append(m.register_forward_hook(norm_hook))
         elif include_norms and isinstance(m, nn.ReLU):
             handles.append(m.register_forward_hook(relu_hook))
-        if isinstance(m, Attention):
-            handles.append(m.register_forward_pre_hook(attn_pre_hook))
-            handles.append(m.kv.register_forward_hook(make_kv_hook(m)))
     was_training = model.training
     model.eval()
     try:
@@ -401,6 +390,7 @@ def paper_convention_flops(
         for handle in handles:
             handle.remove()
         model.train(was_training)
+    counts["attention_products"] = sum(products.values())
     counts["total"] = sum(counts.values())
     return counts
 
@@ -426,8 +416,6 @@ def flop_conventions(model: ResT, image_size: int = 224) -> dict[str, int]:
     linear layers, norms, and both attention products); ``fvcore_without_attention_products`` is the same
     trace without ``q k^T`` and ``attn v``; the other two are :func:`paper_convention_flops`'s.
     """
-    from .complexity import count_flops
-
     full = count_flops(model, image_size=image_size)
     paper = paper_convention_flops(model, image_size)
     return {

@@ -207,6 +207,11 @@ def _detection_params_rows(store: Store, name: str) -> list[list[str]]:
     return rows
 
 
+def _gl_worst(row: Mapping[str, Any]) -> float:
+    """The largest difference between GL's layer and its three other forms on one row of the checks."""
+    return max(row["max_diff_block_diag"], row["max_diff_per_group_einsum"], row["max_diff_conv1d"])
+
+
 def _gl_rows(store: Store) -> list[list[str]]:
     found = store.find("rest_gl_checks")
     if found is None:
@@ -216,7 +221,7 @@ def _gl_rows(store: Store) -> list[list[str]]:
     d = record["data"]
     rows = []
     for r in d["rows"]:
-        worst = max(r["max_diff_block_diag"], r["max_diff_per_group_einsum"], r["max_diff_conv1d"])
+        worst = _gl_worst(r)
         rows.append(
             [
                 f"g = {r['g']}: params d²/g, FLOPs n·d²/g (n = {d['n']}, d = {d['d']})",
@@ -247,10 +252,7 @@ def _gl_verdicts(store: Store) -> list[dict[str, Any]]:
     exact = all(
         r["params"] == r["params_formula"] and r["flops_fvcore_conv1d"] == r["flops_formula"] for r in d["rows"]
     )
-    worst = max(
-        [max(r["max_diff_block_diag"], r["max_diff_per_group_einsum"], r["max_diff_conv1d"]) for r in d["rows"]]
-        + [d["g_equals_d_scale_diff"], d["g_equals_d_depthwise_diff"]]
-    )
+    worst = max([_gl_worst(r) for r in d["rows"]] + [d["g_equals_d_scale_diff"], d["g_equals_d_depthwise_diff"]])
     holds = exact and worst < 1e-4
     return [
         {
@@ -279,6 +281,10 @@ class SupplementItem:
     figure: str | None = None
     comparisons: Callable[[Store], list[list[str]]] | None = field(default=None, compare=False)
     derived_verdicts: Callable[[Store], list[dict[str, Any]]] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        if not set(self.verdicts) <= set(self.results):
+            raise ValueError(f"{self.key}: its verdicts {self.verdicts} must be among its results {self.results}")
 
     @property
     def title(self) -> str:
@@ -438,7 +444,7 @@ def item_status(item: SupplementItem, store: Store) -> tuple[bool, str]:
         return False, "not yet: no stored " + ", ".join(f"`{m}`" for m in missing)
     # the run of the item's conclusion: its verdicts, or its last result where it has none
     conclusion = item.verdicts[-1] if item.verdicts else item.results[-1]
-    profile, record = found[item.results.index(conclusion)] if conclusion in item.results else found[-1]
+    profile, record = found[item.results.index(conclusion)]
     return True, _short_provenance(profile, record)
 
 
