@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -535,3 +536,22 @@ def test_no_committed_notebook_needs_a_widget_manager() -> None:
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
         ]
         assert not views and "widgets" not in nb.metadata, f"{path.name}: run book.finish_progress_widgets"
+
+
+def test_committed_outputs_name_one_commit_and_no_local_paths() -> None:
+    """Deliverable 4 of the book issue, checked on what is committed: each notebook's stored outputs
+    come from one run (every provenance line names the same commit), show no absolute path of the
+    machine that ran them and no progress bar frozen at its start."""
+    import nbformat
+
+    commit = re.compile(r"commit[^0-9a-f]{0,12}([0-9a-f]{7,40})")
+    local_path = re.compile(r"PosixPath\(|(?<![\w.:/])/(?:home|root|tmp|work|Users|content)/")
+    unfinished_bar = re.compile(r"\s0%\|")
+    for path in book.notebook_paths(ROOT):
+        nb = nbformat.read(path, as_version=4)
+        texts = [json.dumps(o) for c in nb.cells for o in c.get("outputs", [])]
+        commits = {m[:7] for text in texts for m in commit.findall(text)}
+        assert len(commits) == 1, f"{path.name}: stored outputs name commits {sorted(commits)}"
+        for text in texts:
+            assert not local_path.search(text), f"{path.name}: a local path in {local_path.search(text).group(0)!r}"
+            assert not unfinished_bar.search(text), f"{path.name}: a progress bar stored at 0%"
