@@ -18,7 +18,9 @@ from tnt_rest_lite.detection import (
     build_detector,
     coco_evaluate,
     detections_to_coco,
+    multiscale_roi_align,
     parameter_breakdown,
+    roi_align_separable,
     to_coco,
     vit_block_indices,
 )
@@ -146,6 +148,56 @@ def test_resnet50_faster_rcnn_has_torchvisions_parameters() -> None:
     assert parts["total"] == sum(p.numel() for p in reference.parameters()) == 41_757_156
     assert parts["total"] == parts["backbone"] + parts["pyramid adapter"] + parts["FPN"] + parts["heads"]
     assert parts["pyramid adapter"] == 0 and parts["backbone"] == 23_508_032  # ResNet-50 without its fc
+
+
+def _random_rois(images: int, per_image: int, side: float, generator: torch.Generator) -> torch.Tensor:
+    # corners up to a cell off the map and boxes thinner than a cell: every branch of RoIAlign's rules
+    corner = torch.rand(images * per_image, 2, generator=generator) * (side + 8) - 4
+    size = torch.rand(images * per_image, 2, generator=generator) * side / 2 + 0.1
+    image = torch.arange(images).repeat_interleave(per_image).float()[:, None]
+    rois = torch.cat([image, corner, corner + size], 1)
+    return rois[torch.randperm(len(rois), generator=generator)]  # images interleaved, as after sampling
+
+
+@pytest.mark.parametrize("output_size, sampling_ratio", [(7, 2), ((7, 5), 3), (4, 1)])
+def test_separable_roi_align_equals_torchvisions_values_and_gradients(output_size, sampling_ratio) -> None:
+    from torchvision.ops import roi_align
+
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(3, 8, 12, 10, generator=generator, dtype=torch.float64, requires_grad=True)
+    rois = _random_rois(3, 20, 40.0, generator).double()
+    upstream = torch.randn(
+        60,
+        8,
+        *((output_size,) * 2 if isinstance(output_size, int) else output_size),
+        generator=generator,
+        dtype=torch.float64,
+    )
+    ours = roi_align_separable(features, rois, output_size, 0.25, sampling_ratio)
+    (grad_ours,) = torch.autograd.grad((ours * upstream).sum(), features)
+    reference = roi_align(features, rois, output_size, 0.25, sampling_ratio)
+    (grad_reference,) = torch.autograd.grad((reference * upstream).sum(), features)
+    assert ours.shape == reference.shape
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    torch.testing.assert_close(grad_ours, grad_reference, rtol=0, atol=1e-12)
+    # adaptive sampling is torchvision's own path
+    torch.testing.assert_close(roi_align_separable(features, rois, 7, 0.25, 0), roi_align(features, rois, 7, 0.25, 0))
+
+
+@pytest.mark.parametrize("canonical_scale", [224, 28])
+def test_detectors_pooler_is_torchvisions_multiscale_roi_align(canonical_scale: int) -> None:
+    from torchvision.ops import MultiScaleRoIAlign
+
+    generator = torch.Generator().manual_seed(1)
+    names = ["0", "1", "2", "3"]
+    features = {name: torch.randn(2, 4, 16 >> i, 16 >> i, generator=generator) for i, name in enumerate(names)}
+    boxes = [_random_rois(1, 9, 64.0, generator)[:, 1:].clamp(0, 64) for _ in range(2)]
+    boxes = [torch.cat([b, torch.tensor([[0.0, 0.0, 64.0, 64.0]])]) for b in boxes]  # one box per coarse level
+    reference = MultiScaleRoIAlign(names, 7, 2, canonical_scale=canonical_scale)(features, boxes, [(64, 64)] * 2)
+    ours = multiscale_roi_align(names, 7, 2, canonical_scale)(features, boxes, [(64, 64)] * 2)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
+    detector = build_detector("faster_rcnn", "resnet50_mini", 5, image_size=64, fpn_channels=8, box_head_width=16)
+    assert type(detector.roi_heads.box_roi_pool).__name__ == "SeparableMultiScaleRoIAlign"
 
 
 def test_rest_stage_norm_normalises_each_stage_output() -> None:
