@@ -14,11 +14,11 @@ from tnt_rest_lite.detection import (
     COCO_METRICS,
     CocoFiles,
     FeatureLevels,
+    SeparableMultiScaleRoIAlign,
     build_backbone,
     build_detector,
     coco_evaluate,
     detections_to_coco,
-    multiscale_roi_align,
     parameter_breakdown,
     roi_align_separable,
     to_coco,
@@ -194,7 +194,7 @@ def test_detectors_pooler_is_torchvisions_multiscale_roi_align(canonical_scale: 
     boxes = [_random_rois(1, 9, 64.0, generator)[:, 1:].clamp(0, 64) for _ in range(2)]
     boxes = [torch.cat([b, torch.tensor([[0.0, 0.0, 64.0, 64.0]])]) for b in boxes]  # one box per coarse level
     reference = MultiScaleRoIAlign(names, 7, 2, canonical_scale=canonical_scale)(features, boxes, [(64, 64)] * 2)
-    ours = multiscale_roi_align(names, 7, 2, canonical_scale)(features, boxes, [(64, 64)] * 2)
+    ours = SeparableMultiScaleRoIAlign(names, 7, 2, canonical_scale=canonical_scale)(features, boxes, [(64, 64)] * 2)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
     detector = build_detector("faster_rcnn", "resnet50_mini", 5, image_size=64, fpn_channels=8, box_head_width=16)
     assert type(detector.roi_heads.box_roi_pool).__name__ == "SeparableMultiScaleRoIAlign"

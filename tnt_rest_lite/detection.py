@@ -30,6 +30,8 @@ from typing import Any
 
 import torch
 from torch import nn
+from torchvision.ops import MultiScaleRoIAlign, roi_align
+from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales  # the parent's own helpers
 
 __all__ = [
     "BACKBONES",
@@ -320,8 +322,6 @@ def roi_align_separable(
     Falls back to torchvision where the products would be large (COCO-sized maps) or for adaptive
     sampling (``sampling_ratio <= 0``).
     """
-    from torchvision.ops import roi_align
-
     out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
     n, channels, height, width = features.shape
     if sampling_ratio <= 0 or len(rois) * out_h * channels * width > _SEPARABLE_MAX_ELEMENTS:
@@ -364,8 +364,6 @@ def compare_roi_align(
     import statistics
     import time
 
-    from torchvision.ops import roi_align
-
     features = features.detach().requires_grad_(True)
     upstream = torch.randn(
         len(rois), features.shape[1], output_size, output_size, generator=torch.Generator().manual_seed(0)
@@ -391,47 +389,29 @@ def compare_roi_align(
     }
 
 
-def _multiscale_roi_align_class() -> type:
-    from torchvision.ops import MultiScaleRoIAlign
-    from torchvision.ops.poolers import _setup_scales
+class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
+    """Faster R-CNN's RoI pooler: torchvision's ``MultiScaleRoIAlign`` (same level mapping and values)
+    pooling with :func:`roi_align_separable` on the CPU; on GPUs torchvision's own kernel."""
 
-    class SeparableMultiScaleRoIAlign(MultiScaleRoIAlign):
-        """torchvision's ``MultiScaleRoIAlign`` (same level mapping and values) pooling with
-        :func:`roi_align_separable` on CPU; on GPUs torchvision's own kernel."""
-
-        def forward(
-            self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
-        ) -> torch.Tensor:
-            features = [x[name] for name in self.featmap_names]
-            if features[0].device.type != "cpu":
-                return super().forward(x, boxes, image_shapes)
-            if self.scales is None or self.map_levels is None:
-                self.scales, self.map_levels = _setup_scales(
-                    features, image_shapes, self.canonical_scale, self.canonical_level
-                )
-            rois = torch.cat([torch.cat([torch.full_like(b[:, :1], i), b], 1) for i, b in enumerate(boxes)])
-            levels = self.map_levels(boxes)
-            result = features[0].new_zeros(len(rois), features[0].shape[1], *self.output_size)
-            for level, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
-                index = torch.where(levels == level)[0]
-                if len(index):
-                    pooled = roi_align_separable(feature, rois[index], self.output_size, scale, self.sampling_ratio)
-                    result = result.index_copy(0, index, pooled)
-            return result
-
-    return SeparableMultiScaleRoIAlign
-
-
-def multiscale_roi_align(
-    featmap_names: Sequence[str], output_size: int = 7, sampling_ratio: int = 2, canonical_scale: int = 224
-) -> nn.Module:
-    """Faster R-CNN's RoI pooler: torchvision's ``MultiScaleRoIAlign`` with the CPU fast path."""
-    return _multiscale_roi_align_class()(
-        featmap_names=list(featmap_names),
-        output_size=output_size,
-        sampling_ratio=sampling_ratio,
-        canonical_scale=canonical_scale,
-    )
+    def forward(
+        self, x: dict[str, torch.Tensor], boxes: list[torch.Tensor], image_shapes: list[tuple[int, int]]
+    ) -> torch.Tensor:
+        features = [x[name] for name in self.featmap_names]
+        if features[0].device.type != "cpu":
+            return super().forward(x, boxes, image_shapes)
+        if self.scales is None or self.map_levels is None:
+            self.scales, self.map_levels = _setup_scales(
+                features, image_shapes, self.canonical_scale, self.canonical_level
+            )
+        rois = _convert_to_roi_format(boxes)
+        levels = self.map_levels(boxes)
+        result = features[0].new_zeros(len(rois), features[0].shape[1], *self.output_size)
+        for level, (feature, scale) in enumerate(zip(features, self.scales, strict=True)):
+            index = torch.where(levels == level)[0]
+            if len(index):
+                pooled = roi_align_separable(feature, rois[index], self.output_size, scale, self.sampling_ratio)
+                result = result.index_copy(0, index, pooled)
+        return result
 
 
 def _anchor_generator(kind: str, strides: Sequence[int]) -> Any:
@@ -509,7 +489,7 @@ def build_detector(
     if kind == "faster_rcnn":
         from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 
-        roi_pool = multiscale_roi_align(["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+        roi_pool = SeparableMultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
         box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_width)
         model = FasterRCNN(
             fpn,

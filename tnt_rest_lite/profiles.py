@@ -164,10 +164,11 @@ PROFILES: dict[str, Profile] = {
         # R-CNN (with the CPU's separable RoIAlign) at ~16 img/s on ResNet-50 (stem and layer1 frozen),
         # ~30 on the ViTs. The Faster R-CNN table gets the larger share, as its best detector should
         # reach AP50 50. Its recipe was chosen on validation (ResNet-50, seed 0, one throwaway run
-        # each, not stored; val AP50 of the last epoch): box head 1024 over 256 (43.0 vs 41.8 at 2 epochs, 47.3 vs 43.8 at 4 epochs at lr
-        # 1e-3), lr 1e-3 over 4e-4 (43.0 vs 41.8 at 2 epochs); 4 epochs gave 47.3, 6 gave 48.8, and
-        # 3 is what the budget holds with the 1024 head. Pooling from coarser FPN levels was worse
-        # (RoI canonical scale 28: 38.3, 18: 29.3, against torchvision's 224: 41.8).
+        # each, not stored; val AP50 of the last epoch): box head 1024 over 256 (43.0 vs 41.8 at 2
+        # epochs; 47.3 vs 43.8 at 4 epochs at lr 1e-3), lr 1e-3 over 4e-4 (43.0 vs 41.8 at 2 epochs);
+        # 4 epochs gave 47.3, 6 gave 48.8, and 3 is what the budget holds with the 1024 head. Pooling
+        # from coarser FPN levels was worse (RoI canonical scale 28: 38.3, 18: 29.3, against
+        # torchvision's 224: 41.8).
         detection={
             "categories": "shape",
             "train_samples": 1280,
