@@ -20,17 +20,12 @@ $(VENV)/.installed: pyproject.toml requirements.txt constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -r requirements.txt
 	touch $@
 
-# MathJax 3 ships with the book (from npm), so equations typeset without network: _config.yml points
-# Sphinx's mathjax_path at this copy, which the build copies into the HTML.
-MATHJAX_VERSION := 3.2.2
-MATHJAX := book/_static/mathjax/tex-chtml.js
-
-$(MATHJAX):
-	tmp=$$(mktemp -d) && (cd $$tmp && npm pack --silent mathjax@$(MATHJAX_VERSION) >/dev/null && tar xzf mathjax-$(MATHJAX_VERSION).tgz) \
-		&& mkdir -p $(dir $(MATHJAX)) && cp -r $$tmp/package/es5/. $(dir $(MATHJAX)) && rm -rf $$tmp
+# MathJax 3 ships with the book, so equations typeset without network: _config.yml points Sphinx's
+# mathjax_path at book/_static/mathjax/, and the build's own extension (book/_ext/local_mathjax.py) fetches
+# it from npm the first time; a plain `jupyter-book build .` does the same.
 
 # Main job: re-execute every notebook in the active profile (outputs written back), then build the HTML book.
-book: install $(MATHJAX)
+book: install
 	$(BIN)/python -m tnt_rest_lite reproduce
 
 # Tests: lint, unit tests, every notebook executed in the ci profile (not written back), the book with -W.
@@ -55,7 +50,7 @@ notebooks: install
 	results=$$(mktemp -d) && TNT_REST_PROFILE=ci TNT_REST_RESULTS=$$results \
 		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider --durations=0 notebooks
 
-html: install $(MATHJAX)
+html: install
 	$(BIN)/jupyter-book build . -W --keep-going
 
 # Headless Chromium for the browser test: Debian's package (Playwright drives it; it downloads no browser).

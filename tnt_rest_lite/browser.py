@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
-__all__ = ["CHROMIUM", "PageReport", "chromium_path", "serve", "check_book", "html_pages"]
+__all__ = [
+    "CHROMIUM",
+    "PageReport",
+    "chromium_path",
+    "serve",
+    "check_book",
+    "html_pages",
+    "source_tables",
+    "raw_tables",
+]
 
 # Where Debian's package puts the browser; TNT_REST_CHROMIUM overrides it.
 CHROMIUM = "/usr/bin/chromium"
@@ -49,6 +58,7 @@ _PAGE_STATE = """() => {
     mathTypeset: document.querySelectorAll('mjx-container').length,
     links: [...document.querySelectorAll('a[href]')].map(a => a.href),
     ids: [...document.querySelectorAll('[id]')].map(e => e.id),
+    tables: main.querySelectorAll('table').length,
   };
 }"""
 
@@ -61,6 +71,7 @@ class PageReport:
     title: str = ""
     images: int = 0
     math_typeset: int = 0
+    tables: int = 0
     links_checked: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -116,11 +127,63 @@ def _raw_math(text: str) -> list[str]:
     return found
 
 
+# A pipe table's delimiter row left as text: `| --- | :---: |`, or `| — | — |` once Sphinx's smartquotes
+# turned the dashes into em/en dashes.
+_RAW_TABLE = re.compile(r"\|\s*:?(?:-{3,}|[—–]+)\s*:?\s*\|")
+
+
+def source_tables(source: Path) -> int:
+    """Tables a reader should see on the page built from ``source`` (a ``.md`` page or an ``.ipynb`` notebook).
+
+    Markdown text (a page, a notebook's markdown cells and the ``text/markdown`` outputs its cells stored) is
+    parsed with markdown-it, MyST's parser, with pipe tables on; a stored ``text/html`` output, which the
+    book shows in preference to its markdown, counts its ``<table>`` tags.
+    """
+    from markdown_it import MarkdownIt
+
+    parser = MarkdownIt("commonmark").enable("table")
+
+    def count(markdown: str) -> int:
+        return sum(token.type == "table_open" for token in parser.parse(markdown))
+
+    source = Path(source)
+    if source.suffix != ".ipynb":
+        return count(source.read_text())
+    import json
+
+    total = 0
+    for cell in json.loads(source.read_text())["cells"]:
+        if cell["cell_type"] == "markdown":
+            total += count("".join(cell["source"]))
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            if "text/html" in data:
+                total += "".join(data["text/html"]).count("<table")
+            elif "text/markdown" in data:
+                total += count("".join(data["text/markdown"]))
+    return total
+
+
+def raw_tables(text: str) -> list[str]:
+    """Lines of a page's visible text that are a pipe table's delimiter row: a table left unrendered."""
+    return [line.strip()[:80] for line in text.splitlines() if _RAW_TABLE.search(line)]
+
+
+def _page_source(root: Path, page: str) -> Path | None:
+    """The source file (``.ipynb`` or ``.md``) a page was built from, under the book's root; None if none."""
+    stem = Path(page).with_suffix("")
+    for suffix in (".ipynb", ".md"):
+        if (root / stem.with_suffix(suffix)).is_file():
+            return root / stem.with_suffix(suffix)
+    return None
+
+
 def check_book(
     folder: Path,
     pages: Sequence[str] | None = None,
     screenshots: dict[str, Path] | None = None,
     timeout_ms: int = 30_000,
+    source_root: Path | None = None,
 ) -> list[PageReport]:
     """Open every page of the built book ``folder`` in headless Chromium; one report per page.
 
@@ -129,6 +192,9 @@ def check_book(
         pages: relative paths to check (default: :func:`html_pages`). Links are checked on these pages,
             to any page of the build.
         screenshots: ``{page: png path}`` of full-page screenshots to save.
+        source_root: the book's sources (the repository root). When given, each page must show as many
+            ``<table>`` elements as its source holds tables (:func:`source_tables`), so a table printed by a
+            cell and stored in its outputs cannot reach the reader as raw text.
     """
     from playwright.sync_api import sync_playwright
 
@@ -172,7 +238,9 @@ def check_book(
                     reports.append(report)
                     continue
                 s = state(path)
-                report = PageReport(path, title=s["title"], images=len(s["images"]), math_typeset=s["mathTypeset"])
+                report = PageReport(
+                    path, title=s["title"], images=len(s["images"]), math_typeset=s["mathTypeset"], tables=s["tables"]
+                )
                 if not s["title"].strip() or not s["heading"]:
                     report.problems.append(f"no title or heading (title {s['title']!r})")
                 for img in s["images"]:
@@ -180,6 +248,11 @@ def check_book(
                         report.problems.append(f"image did not load: {img['src']}")
                 for raw in _raw_math(s["text"]):
                     report.problems.append(f"raw TeX in the text: …{raw}…")
+                for raw in raw_tables(s["text"]):
+                    report.problems.append(f"raw table text: {raw}")
+                source = _page_source(Path(source_root), path) if source_root is not None else None
+                if source is not None and (expected := source_tables(source)) != s["tables"]:
+                    report.problems.append(f"{s['tables']} tables shown, {expected} in {source.name}")
                 if s["mathSources"] and not s["mathTypeset"]:
                     report.problems.append(f"{s['mathSources']} math elements, none typeset by MathJax")
                 report.problems += [f"console: {e}" for e in errors]
