@@ -247,3 +247,38 @@ def test_tables_are_read_back_from_the_store():
     assert provenance[0].startswith("model_a: profile ci,") and "commit" in provenance[0]
     with pytest.raises(FileNotFoundError, match="table_test_model_b"):
         load_runs("table_test", ["model_b"])
+
+
+def test_train_step_is_the_unrolled_step(splits):
+    from torch.utils.data import DataLoader
+
+    from tnt_rest_lite.engine import ClassificationTask, build_optimizer, build_scheduler, train_step
+
+    train_set, _ = splits
+    config = _config(mixup_alpha=0.0, cutmix_alpha=0.0, clip_grad=0.5)
+    batch = next(iter(DataLoader(train_set, batch_size=16)))
+    nets = [_model().train(), _model().train()]
+    task = ClassificationTask()
+    task.prepare(nets[0], train_set, config)
+    opts = [build_optimizer(n, config) for n in nets]
+    scheds = [build_scheduler(o, config, steps_per_epoch=4) for o in opts]
+
+    seed_everything(1)
+    loss, samples = train_step(nets[0], batch, opts[0], scheds[0], config, task=task, num_updates=1)
+    seed_everything(1)
+    ref = task.criterion(nets[1](batch["image"]), batch["label"])
+    opts[1].zero_grad()
+    ref.backward()
+    torch.nn.utils.clip_grad_norm_(nets[1].parameters(), 0.5)
+    opts[1].step()
+    scheds[1].step_update(num_updates=1)
+
+    assert samples == 16 and not loss.requires_grad
+    torch.testing.assert_close(loss, ref.detach())
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert [g["lr"] for g in opts[0].param_groups] == [g["lr"] for g in opts[1].param_groups]
+
+    bad = {**batch, "image": torch.full_like(batch["image"], float("nan"))}
+    with pytest.raises(FloatingPointError, match="at update 2"):
+        train_step(nets[0], bad, opts[0], scheds[0], config, task=task, num_updates=2)

@@ -23,7 +23,16 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["FlopReport", "attention_product_hooks", "count_params", "count_flops", "sdpa_flop_handle"]
+__all__ = [
+    "FlopReport",
+    "attention_product_hooks",
+    "count_params",
+    "count_flops",
+    "sdpa_flop_handle",
+    "FULL_SIZE_MODELS",
+    "flop_convention_table",
+    "flop_convention_markdown",
+]
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -151,3 +160,85 @@ def count_flops(
                 key = ".".join(parts[:depth])
                 by_module[key] = by_module.get(key, 0) - count
     return FlopReport(total, by_module, by_operator, skipped, all_products)
+
+
+# Every full-size model of both papers, in the order the two-convention table lists them.
+FULL_SIZE_MODELS: dict[str, str] = {
+    "deit_s": "DeiT-S",
+    "tnt_s": "TNT-S",
+    "tnt_s_se": "TNT-S + SE",
+    "tnt_b": "TNT-B",
+    "rest_lite": "ResT-Lite (EMSA)",
+    "rest_lite_msa": "ResT-Lite (MSA)",
+    "rest_small": "ResT-Small",
+    "rest_base": "ResT-Base",
+    "rest_large": "ResT-Large",
+}
+
+
+def flop_convention_table(
+    models: dict[str, nn.Module] | None = None, names: list[str] | None = None, image_size: int = 224
+) -> list[dict[str, Any]]:
+    """Parameters and one image's FLOPs of every full-size model under both fvcore conventions.
+
+    One fvcore trace per model (:func:`count_flops`) gives both: ``with_products`` (fvcore's total,
+    ``q k^T`` and ``attn v`` included: the TNT paper's convention) and ``without_products`` (the
+    same total less the attention products: what the ResT paper's column rounds to). ``published``
+    is the paper's GFLOPs from :data:`tnt_rest_lite.reference.MODELS`; ``closer`` names the
+    convention whose GFLOPs are nearer to it (``"with"`` or ``"without"``), ``None`` without one.
+
+    Args:
+        models: already built models by registry name, reused instead of building them again.
+        names: registry names (default :data:`FULL_SIZE_MODELS`).
+    """
+    from . import reference
+    from .registry import create_model
+
+    rows: list[dict[str, Any]] = []
+    for name in names or list(FULL_SIZE_MODELS):
+        model = (models or {}).get(name)
+        built = model is None
+        if built:
+            model = create_model(name)
+        report = count_flops(model, image_size=image_size)
+        with_g = report.total / 1e9
+        without_g = (report.total - report.attention_products) / 1e9
+        published = reference.published(name, "flops_g")
+        closer = None
+        if published is not None:
+            closer = "with" if abs(with_g - published) <= abs(without_g - published) else "without"
+        rows.append(
+            {
+                "model": name,
+                "label": FULL_SIZE_MODELS.get(name, name),
+                "params": count_params(model),
+                "with_products": report.total,
+                "without_products": report.total - report.attention_products,
+                "attention_products": report.attention_products,
+                "published_gflops": published,
+                "source": reference.MODELS.get(name, {}).get("source"),
+                "closer": closer,
+            }
+        )
+        if built:
+            del model
+    return rows
+
+
+def flop_convention_markdown(rows: list[dict[str, Any]]) -> str:
+    """A markdown table of :func:`flop_convention_table`'s rows; the convention nearer the paper is bold."""
+    lines = [
+        "| model | params (M) | GFLOPs, fvcore with attention products | GFLOPs, without them (ResT convention) "
+        "| paper GFLOPs | reproduces the paper |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for r in rows:
+        with_s, without_s = f"{r['with_products'] / 1e9:.2f}", f"{r['without_products'] / 1e9:.2f}"
+        if r["closer"] == "with":
+            with_s = f"**{with_s}**"
+        elif r["closer"] == "without":
+            without_s = f"**{without_s}**"
+        paper = "–" if r["published_gflops"] is None else f"{r['published_gflops']:.1f} ({r['source']})"
+        verdict = {"with": "with products", "without": "without products", None: "–"}[r["closer"]]
+        lines.append(f"| {r['label']} | {r['params'] / 1e6:.2f} | {with_s} | {without_s} | {paper} | {verdict} |")
+    return "\n".join(lines)

@@ -648,23 +648,26 @@ def detection_summary(table: Mapping[str, Any]) -> str:
 
 
 def plot_detection_curves(table: Mapping[str, Any]) -> Any:
-    """Training loss and validation AP50 per epoch, every seed of every detector (one colour each)."""
+    """Training loss and validation AP50 per epoch: one colour per detector, seeds thin, their mean bold.
+
+    Drawn by :func:`tnt_rest_lite.viz.seed_curves` (one legend entry per detector, outside the axes).
+    """
     import matplotlib.pyplot as plt
 
+    from . import viz
+
     spec = table["spec"]
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (key, s) in enumerate(table["summaries"].items()):
-        for j, history in enumerate(s["histories"]):
-            label = spec.labels[key] if j == 0 else None
-            ax_loss.plot(history["epoch"], history["train_loss"], color=f"C{i}", alpha=0.8, label=label)
-            ax_ap.plot(history["epoch"], history["val_AP50"], color=f"C{i}", marker="o", alpha=0.8, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="training loss (sum of the detector's losses)", title="loss")
-    ax_ap.set(xlabel="epoch", ylabel="validation AP50", title="validation AP50 (every seed)")
-    for ax in (ax_loss, ax_ap):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    summaries = table["summaries"]
+
+    def series(key: str) -> dict[str, list[tuple[list[float], list[float]]]]:
+        return {spec.labels[k]: [(h["epoch"], h[key]) for h in s["histories"]] for k, s in summaries.items()}
+
+    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    colours = viz.seed_curves(ax_loss, series("train_loss"), legend=False)
+    viz.seed_curves(ax_ap, series("val_AP50"), colours)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (sum of the detector's losses)", title="training loss")
+    ax_ap.set(xlabel="epoch", ylabel="validation AP50", title="validation AP50 (thin: seeds, bold: mean)")
     fig.suptitle(spec.title, fontsize=9)
-    fig.tight_layout()
     return fig
 
 

@@ -49,6 +49,9 @@ __all__ = [
     "TrainResult",
     "CheckpointError",
     "train",
+    "train_step",
+    "build_optimizer",
+    "build_scheduler",
     "Task",
     "ClassificationTask",
     "DetectionTask",
@@ -566,6 +569,11 @@ def _build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, step
     return scheduler
 
 
+# public names for the chapters that unroll a training step
+build_optimizer = _build_optimizer
+build_scheduler = _build_scheduler
+
+
 def _build_loss(config: TrainConfig, num_classes: int) -> tuple[nn.Module, Any]:
     """The training loss and, if enabled, timm's ``Mixup`` (which then smooths the labels itself)."""
     from timm.data import Mixup
@@ -593,6 +601,52 @@ def _infer_num_classes(model: nn.Module, dataset: Dataset) -> int:
     if head is None:
         raise ValueError("cannot tell the number of classes: give the dataset a 'classes' attribute")
     return int(head)
+
+
+def train_step(
+    model: nn.Module,
+    batch: Any,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    config: TrainConfig,
+    *,
+    task: Task,
+    scaler: torch.amp.GradScaler | None = None,
+    num_updates: int = 1,
+    net: nn.Module | None = None,
+) -> tuple[torch.Tensor, int]:
+    """One optimisation step, the body of :func:`train`'s loop.
+
+    Forward and loss (``task.batch_loss``, mixup and autocast as configured), backward, gradient
+    clipping to ``config.clip_grad`` (on the unscaled gradients), optimizer step, then the timm
+    scheduler's per-update step to ``num_updates`` (the number of steps taken, this one included).
+
+    Args:
+        model: the model whose parameters ``optimizer`` updates (clipping reads its gradients).
+        batch: one batch as the training loader yields it.
+        task: a prepared :class:`Task` (``task.prepare(model, train_set, config)`` builds the loss).
+        scaler: the AMP gradient scaler; ``None`` is a disabled one (float32, no scaling).
+        net: what runs the forward pass, when it wraps ``model`` (DistributedDataParallel).
+
+    Returns:
+        the detached loss of the batch and the number of samples it averaged over.
+    """
+    net = model if net is None else net
+    device = next(model.parameters()).device
+    use_amp = config.amp and device.type == "cuda"
+    scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
+    loss, batch_samples = task.batch_loss(net, batch, device, use_amp)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss.item()} at update {num_updates}: lower lr or enable clip_grad")
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if config.clip_grad is not None:
+        scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+    scaler.step(optimizer)
+    scaler.update()
+    scheduler.step_update(num_updates=num_updates)
+    return loss.detach(), batch_samples
 
 
 def train(
@@ -697,20 +751,10 @@ def train(
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
         for step, batch in enumerate(loader):
-            loss, batch_samples = task.batch_loss(net, batch, device, use_amp)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"loss is {loss.item()} at epoch {epoch} step {step}: lower lr or enable clip_grad"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if config.clip_grad is not None:
-                scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-                nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
-            scaler.step(optimizer)
-            scaler.update()
             global_step = epoch * steps_per_epoch + step + 1
-            scheduler.step_update(num_updates=global_step)
+            loss, batch_samples = train_step(
+                model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=global_step, net=net
+            )
             if ema is not None:
                 ema.update(model, step=global_step)
             loss_sum += loss.detach().double() * batch_samples
@@ -781,29 +825,40 @@ def train(
 # ----------------------------------------------------------------------------------------------
 
 
-def plot_history(histories: dict[str, dict[str, list[float]]] | dict[str, list[float]], title: str = "") -> Any:
-    """Loss (train solid, val dashed) and validation top-1 per epoch, one colour per run.
+def plot_history(histories: dict[str, Any], title: str = "") -> Any:
+    """Loss (train solid, val dashed) and validation top-1 per epoch, one colour per model.
 
-    ``histories`` is one ``TrainResult.history`` or a mapping ``label -> history``.
+    ``histories`` is one ``TrainResult.history``, a mapping ``label -> history`` or
+    ``label -> [history per seed]``; labels ``"<model> s<seed>"`` are grouped into their model.
+    Every seed is a thin line and the seeds' mean a bold one (:func:`tnt_rest_lite.viz.seed_curves`),
+    one legend entry per model, outside the axes.
     """
+    import re
+
     import matplotlib.pyplot as plt
 
+    from . import viz
+
     runs = {"run": histories} if "epoch" in histories else histories
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (label, hist) in enumerate(runs.items()):
-        colour = f"C{i}"
-        ax_loss.plot(hist["epoch"], hist["train_loss"], color=colour, label=f"{label} train")
-        ax_loss.plot(hist["epoch"], hist["val_loss"], color=colour, linestyle="--", label=f"{label} val")
-        ax_acc.plot(hist["epoch"], hist["val_top1"], color=colour, marker="o", label=label)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (train: smoothed/mixed targets)")
-    ax_acc.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation top-1")
-    ax_loss.legend(fontsize=7)
-    ax_acc.legend(fontsize=7)
+    grouped: dict[str, list[dict[str, list[float]]]] = {}
+    for label, hist in runs.items():
+        seeds = [hist] if "epoch" in hist else list(hist)
+        model = re.sub(r" s\d+$", "", label)
+        grouped.setdefault(model, []).extend(seeds)
+
+    def series(key: str) -> dict[str, list[tuple[list[float], list[float]]]]:
+        return {m: [(h["epoch"], h[key]) for h in hs] for m, hs in grouped.items()}
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    colours = viz.seed_curves(ax_loss, series("train_loss"), legend=False)
+    viz.seed_curves(ax_loss, series("val_loss"), colours, linestyle="--", legend=False)
+    viz.seed_curves(ax_acc, series("val_top1"), colours)
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, smoothed/mixed targets; dashed: val)")
+    ax_acc.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation top-1 (thin: seeds, bold: mean)")
     for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
+        ax.title.set_fontsize(9)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return fig
 
 

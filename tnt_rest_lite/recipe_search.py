@@ -89,17 +89,22 @@ def search(
 
 
 def plot_search(rows: list[dict[str, Any]]) -> Any:
-    """Validation top-1 per epoch, one line per (batch, lr)."""
+    """Validation top-1 per epoch, one line (and colour) per (batch, lr) setting; legend outside, integer epochs.
+
+    Each row is one run of one setting (one seed), so there is no seed mean to draw.
+    """
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    from . import viz
+
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), layout="constrained")
     for row in rows:
         epochs = range(1, len(row["val_top1"]) + 1)
         ax.plot(epochs, row["val_top1"], marker="o", label=f"batch {row['batch_size']}, lr {row['lr']:g}")
     ax.set(xlabel="epoch", ylabel="val top-1 (%)", title=f"{rows[0]['model']}: recipe search (validation split)")
+    viz.integer_epochs(ax)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
+    viz.legend_outside(ax)
     return fig
 
 

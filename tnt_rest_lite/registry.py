@@ -16,7 +16,15 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "configure"]
+__all__ = [
+    "ModelInfo",
+    "register_model",
+    "create_model",
+    "create_pretrained_or_random",
+    "list_models",
+    "model_info",
+    "configure",
+]
 
 C = TypeVar("C")
 
@@ -84,6 +92,48 @@ def create_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn.Modul
             ``pretrained_cfg_overlay``).
     """
     return model_info(name).builder(pretrained=pretrained, **kwargs)
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the hub opens within ``timeout`` seconds (no retries)."""
+    import socket
+
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def create_pretrained_or_random(name: str, **kwargs: Any) -> tuple[nn.Module, bool]:
+    """``create_model(name, pretrained=True)``, or random weights when the hub cannot be reached.
+
+    Returns ``(model, pretrained)``. Offline it fails fast (one short connection test, no hub
+    retries) and prints exactly one line naming the hub id and saying random weights are used;
+    the hub's and urllib3's retry messages and warnings are silenced during the attempt.
+    """
+    import contextlib
+    import io
+    import logging
+    import warnings
+
+    source = model_info(name).pretrained_source or name
+    if _hub_reachable():
+        loggers = [logging.getLogger(n) for n in ("huggingface_hub", "urllib3", "timm")]
+        levels = [lg.level for lg in loggers]
+        try:
+            for lg in loggers:
+                lg.setLevel(logging.CRITICAL + 1)
+            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+                warnings.simplefilter("ignore")
+                return create_model(name, pretrained=True, **kwargs), True
+        except RuntimeError:
+            pass
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+    print(f"Pretrained weights {source} not reachable from the Hugging Face hub: using random weights.")
+    return create_model(name, **kwargs), False
 
 
 def _import_model_modules() -> None:

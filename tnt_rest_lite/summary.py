@@ -256,7 +256,7 @@ def _gl_verdicts(store: Store) -> list[dict[str, Any]]:
     holds = exact and worst < 1e-4
     return [
         {
-            "claim": "GL with g groups is one block-diagonal linear map with d²/g parameters and n·d²/g FLOPs; g = d is PA's depthwise form",
+            "claim": "GL with g groups is one block-diagonal linear map with d²/g parameters and n·d²/g FLOPs; g = d is a per-channel scale, PA's depthwise 3×3 conv with only its centre (the full 3×3 kernel extends GL to a neighbourhood)",
             "verdict": "holds" if holds else "reversed",
             "measure": f"counts exact: {exact}; largest output difference {worst:.1e}",
         }
