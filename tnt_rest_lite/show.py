@@ -16,13 +16,12 @@ import torch
 __all__ = ["source_of", "show_source", "check_shape"]
 
 
-def source_of(obj: Any, *, start: str | None = None, end: str | None = None) -> str:
-    """``inspect.getsource(obj)``, dedented; optionally only from the first line containing ``start``
-    up to (and including) the first later line containing ``end``."""
+def _excerpt(obj: Any, start: str | None, end: str | None) -> tuple[str, int]:
+    """The dedented source of ``obj`` (or its ``start``..``end`` excerpt) and the excerpt's first line offset."""
     obj = inspect.unwrap(obj)
     source = textwrap.dedent(inspect.getsource(obj))
     if start is None and end is None:
-        return source
+        return source, 0
     lines = source.splitlines(keepends=True)
     first = 0
     if start is not None:
@@ -36,7 +35,13 @@ def source_of(obj: Any, *, start: str | None = None, end: str | None = None) -> 
         if not hits:
             raise ValueError(f"{end!r} does not occur after {start!r} in the source of {obj}")
         last = hits[0]
-    return textwrap.dedent("".join(lines[first : last + 1]))
+    return textwrap.dedent("".join(lines[first : last + 1])), first
+
+
+def source_of(obj: Any, *, start: str | None = None, end: str | None = None) -> str:
+    """``inspect.getsource(obj)``, dedented; optionally only from the first line containing ``start``
+    up to (and including) the first later line containing ``end``."""
+    return _excerpt(obj, start, end)[0]
 
 
 def show_source(obj: Any, *, start: str | None = None, end: str | None = None) -> None:
@@ -46,13 +51,11 @@ def show_source(obj: Any, *, start: str | None = None, end: str | None = None) -
     ``start``/``end`` select an excerpt: from the first line containing ``start`` to the first
     later line containing ``end``. Outside IPython the source is printed.
     """
-    source = source_of(obj, start=start, end=end)
+    source, offset = _excerpt(obj, start, end)
     target = inspect.unwrap(obj)
     try:
         module = inspect.getmodule(target).__name__  # type: ignore[union-attr]
-        line = inspect.getsourcelines(target)[1]
-        if start is not None:  # the excerpt's first line, not the object's
-            line += next(i for i, text in enumerate(inspect.getsource(target).splitlines()) if start in text)
+        line = inspect.getsourcelines(target)[1] + offset  # the excerpt's first line, not the object's
         where = f"`{module}.{target.__qualname__}` (line {line} of `{module.replace('.', '/')}.py`)"
     except (AttributeError, OSError, TypeError):
         where = f"`{getattr(target, '__qualname__', target)}`"
