@@ -17,6 +17,7 @@ from tnt_rest_lite.explain import (
     gaussian_blur,
     group_cam,
     head_similarity,
+    layer_map,
     mean_attention_distance,
     mean_off_diagonal,
     patch_distances,
@@ -143,6 +144,21 @@ def test_group_cam_on_a_token_model() -> None:
     model = create_model("deit_s_mini")
     saliency = group_cam(model, torch.randn(1, 3, 32, 32), model.norm, groups=8, blur_kernel=9, blur_sigma=4.0)
     assert saliency.shape == (32, 32) and 0.0 <= float(saliency.min()) and float(saliency.max()) <= 1.0
+
+
+def test_layer_map_is_the_grid_a_cam_explains() -> None:
+    model = create_model("deit_s_mini").train()
+    image = torch.randn(2, 3, 32, 32)
+    tokens = layer_map(model, model.norm, image)
+    grid = 32 // model.patch_embed.proj.stride[0]
+    assert tokens.shape == (2, model.num_features, grid, grid)  # the class token dropped, patches on their grid
+    assert model.training  # the mode is restored
+    conv = _Spot()
+    assert (
+        layer_map(conv, conv.features, torch.rand(1, 3, 32, 32)).shape == conv.features(torch.rand(1, 3, 32, 32)).shape
+    )
+    with pytest.raises(ValueError, match="not called"):
+        layer_map(conv, torch.nn.Identity(), torch.rand(1, 3, 32, 32))
 
 
 def test_deletion_and_insertion_auc_of_perfect_and_reversed_maps() -> None:

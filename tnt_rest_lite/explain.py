@@ -32,6 +32,7 @@ __all__ = [
     "head_similarity",
     "mean_off_diagonal",
     "gaussian_blur",
+    "layer_map",
     "group_cam",
     "grad_cam",
     "deletion_insertion",
@@ -161,6 +162,31 @@ def _as_map(t: torch.Tensor, model: nn.Module) -> torch.Tensor:
     return tokens_to_map(t, num_prefix=getattr(model, "num_prefix_tokens", 1)) if t.ndim == 3 else t
 
 
+@torch.no_grad()
+def layer_map(model: nn.Module, layer: nn.Module, image: torch.Tensor) -> torch.Tensor:
+    """The output of ``layer`` when ``model`` sees ``image``, as the ``(B, C, h, w)`` map a CAM explains.
+
+    Token outputs ``(B, prefix + h*w, C)`` are reshaped by :func:`tokens_to_map`. Its ``h x w`` is
+    the resolution of every CAM of that layer: the saliency is constant on each of its cells.
+    """
+    store: dict[str, torch.Tensor] = {}
+
+    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
+        store["a"] = output[0] if isinstance(output, tuple) else output
+
+    handle = layer.register_forward_hook(hook)
+    was_training = model.training
+    model.eval()
+    try:
+        model(image)
+    finally:
+        handle.remove()
+        model.train(was_training)
+    if "a" not in store:
+        raise ValueError(f"{type(layer).__name__} is not called in {type(model).__name__}'s forward: no map to explain")
+    return _as_map(store["a"], model)
+
+
 def _normalise(x: torch.Tensor) -> torch.Tensor:
     lo, hi = x.amin(dim=(-2, -1), keepdim=True), x.amax(dim=(-2, -1), keepdim=True)
     return (x - lo) / (hi - lo).clamp_min(1e-12)
@@ -264,7 +290,7 @@ def deletion_insertion(
     if mode not in ("deletion", "insertion"):
         raise ValueError(f"mode must be 'deletion' or 'insertion', got '{mode}'")
     h, w = image.shape[-2:]
-    order = saliency.flatten().argsort(descending=True)
+    order = saliency.to(image.device).flatten().argsort(descending=True)
     if mode == "deletion":
         start, finish = image.clone(), torch.zeros_like(image)
     else:
@@ -272,8 +298,9 @@ def deletion_insertion(
     # every step's image in one batch: step k has the k * per_step most salient pixels replaced
     per_step = math.ceil(h * w / steps)
     rank = torch.empty_like(order)
-    rank[order] = torch.arange(order.numel())
-    replaced = rank.view(1, 1, h, w) < (torch.arange(steps + 1) * per_step).view(-1, 1, 1, 1)  # (steps+1, 1, H, W)
+    rank[order] = torch.arange(order.numel(), device=order.device)
+    thresholds = torch.arange(steps + 1, device=order.device) * per_step
+    replaced = rank.view(1, 1, h, w) < thresholds.view(-1, 1, 1, 1)  # (steps+1, 1, H, W)
     batch = torch.where(replaced, finish, start)  # (steps+1, C, H, W)
     was_training = model.training
     model.eval()
@@ -281,7 +308,7 @@ def deletion_insertion(
         probs = model(batch).softmax(dim=1)[:, class_idx]
     finally:
         model.train(was_training)
-    curve = probs.float()
+    curve = probs.float().cpu()
     auc = float(torch.trapezoid(curve, dx=1.0 / steps))
     return auc, curve
 

@@ -18,9 +18,10 @@ implementation for every model) and the measures from :mod:`tnt_rest_lite.explai
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -43,6 +44,7 @@ from .layers import capture_attention
 
 __all__ = [
     "block_indices",
+    "on_compute_device",
     "outer_attention",
     "attention_measures",
     "class_token_maps",
@@ -92,6 +94,26 @@ def block_indices(depth: int, count: int = 3) -> list[int]:
     return [math.floor(i * step + 0.5 - 1e-9) for i in range(count)]
 
 
+def _device_of(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def on_compute_device(model: nn.Module) -> Iterator[torch.device]:
+    """Run ``model`` on the GPU when there is one, inside the block; it goes back where it was after.
+
+    The figure studies explain one model at a time (Group-CAM runs ``groups + 2`` forwards per
+    image), so only one model is on the GPU at once; inputs follow the model (:func:`_device_of`).
+    """
+    home = _device_of(model)
+    device = torch.device("cuda") if torch.cuda.is_available() else home
+    model.to(device)
+    try:
+        yield device
+    finally:
+        model.to(home)
+
+
 @torch.no_grad()
 def outer_attention(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor]:
     """The outer attention probabilities of every block of a DeiT or TNT: ``(B, heads, N, N)`` each.
@@ -99,8 +121,8 @@ def outer_attention(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor
     ``N`` counts the class token first, then the patches in raster order.
     """
     with capture_attention(model) as maps:
-        model(images)
-    found = {int(m.group(1)): maps[name]["attn"] for name in maps if (m := _OUTER.match(name))}
+        model(images.to(_device_of(model)))  # the model's device: a GPU when the chapter put it there
+    found = {int(m.group(1)): maps[name]["attn"].cpu() for name in maps if (m := _OUTER.match(name))}
     if not found:
         raise ValueError(f"{type(model).__name__} has no outer attention 'blocks.<i>.attn' / 'blocks.<i>.outer.attn'")
     return [found[i] for i in sorted(found)]
@@ -323,14 +345,15 @@ def cam_study(
         model, layer = models[label][seed]
         record = {"deletion": [], "insertion": [], "pointing": [], "energy": []}
         maps = []
-        for i in range(len(images)):
-            x, c, mask = images[i : i + 1], int(labels[i]), masks[i]
-            s = explainers[method](model, x, layer, class_idx=c)
-            maps.append(s)
-            record["deletion"].append(deletion_insertion(model, x, s, c, "deletion", steps)[0])
-            record["insertion"].append(deletion_insertion(model, x, s, c, "insertion", steps)[0])
-            record["pointing"].append(float(pointing_game(s, mask)))
-            record["energy"].append(energy_pointing_game(s, mask))
+        with on_compute_device(model) as device:
+            for i in range(len(images)):
+                x, c, mask = images[i : i + 1].to(device), int(labels[i]), masks[i]
+                s = explainers[method](model, x, layer, class_idx=c)
+                maps.append(s.cpu())
+                record["deletion"].append(deletion_insertion(model, x, s, c, "deletion", steps)[0])
+                record["insertion"].append(deletion_insertion(model, x, s, c, "insertion", steps)[0])
+                record["pointing"].append(float(pointing_game(s.cpu(), mask)))
+                record["energy"].append(energy_pointing_game(s.cpu(), mask))
         per_metric = scores.setdefault(label, {}).setdefault(method, {k: [] for k in record})
         for k, values in record.items():
             per_metric[k].append(values)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SAMPLE_IMAGES", "sample_image", "to_tensor", "model_input", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["SAMPLE_IMAGES", "sample_image", "to_tensor", "model_input", "photo_batch", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -17,12 +17,14 @@ SAMPLE_IMAGES: dict[str, str] = {
     "astronaut": "astronaut Eileen Collins (scikit-image)",
     "coffee": "a cup of coffee (scikit-image)",
     "rocket": "a rocket on its launch pad (scikit-image)",
+    "hubble_deep_field": "the Hubble Deep Field (scikit-image)",
+    "coins": "Greek coins, greyscale (scikit-image)",
     "grace_hopper": "Rear Admiral Grace Hopper (matplotlib)",
 }
 
 
 def sample_image(name: str = "chelsea") -> np.ndarray:
-    """An ``(H, W, 3)`` uint8 RGB photograph from :data:`SAMPLE_IMAGES`."""
+    """An ``(H, W, 3)`` uint8 RGB photograph from :data:`SAMPLE_IMAGES` (a greyscale one repeated to 3 channels)."""
     if name not in SAMPLE_IMAGES:
         raise ValueError(f"Unknown sample image '{name}'. Available: {', '.join(SAMPLE_IMAGES)}")
     if name == "grace_hopper":
@@ -33,7 +35,10 @@ def sample_image(name: str = "chelsea") -> np.ndarray:
             return np.asarray(mpimg.imread(f, format="jpg"))[..., :3].copy()
     import skimage.data
 
-    return np.asarray(getattr(skimage.data, name)())[..., :3].copy()
+    image = np.asarray(getattr(skimage.data, name)())
+    if image.ndim == 2:  # greyscale (coins): the models take three channels
+        image = np.repeat(image[..., None], 3, axis=-1)
+    return image[..., :3].copy()
 
 
 def to_tensor(
@@ -85,3 +90,20 @@ def model_input(
     pil = Image.fromarray(np.ascontiguousarray(image))
     plain = T.Compose([t for t in transform.transforms if not isinstance(t, T.Normalize)])
     return transform(pil)[None], plain(pil)[None]
+
+
+def photo_batch(
+    names: list[str] | tuple[str, ...], model: torch.nn.Module, crop_pct: float | None = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Photographs of :data:`SAMPLE_IMAGES`, prepared for ``model`` by its own data config (:func:`model_input`).
+
+    Returns ``(x, rgb)``: the normalised ``(B, 3, H, W)`` batch and the same crops as ``(B, H, W, 3)``
+    in ``[0, 1]``, the layout the figure functions draw. Each model gets its own normalisation
+    (TNT's weights expect mean = std = 0.5, DeiT's and ResT's ImageNet's statistics).
+    """
+    if not names:
+        raise ValueError("photo_batch needs at least one photograph name")
+    inputs = [model_input(sample_image(name), model, crop_pct) for name in names]
+    x = torch.cat([xi for xi, _ in inputs])
+    rgb = torch.cat([r for _, r in inputs]).permute(0, 2, 3, 1).float()
+    return x, rgb

@@ -48,6 +48,7 @@ __all__ = [
     "PatchEmbed",
     "ResT",
     "check_rest_image",
+    "unwrap_state_dict",
     "paper_convention_flops",
     "flop_conventions",
     "FLOP_CONVENTIONS",
@@ -522,11 +523,32 @@ AUTHORS_REPOSITORY = "https://github.com/wofmanaf/ResT"
 _AUTHORS_VARIANTS = ("rest_lite", "rest_small", "rest_base", "rest_large")
 
 
+def unwrap_state_dict(state: Any, source: str = "checkpoint") -> dict[str, torch.Tensor]:
+    """The model's state dict inside a checkpoint: raw, or under ``model`` / ``state_dict``; ``module.`` stripped.
+
+    Training scripts save ``{"model": ...}`` or ``{"state_dict": ..., "optimizer": ...}``, and a model
+    wrapped in ``DataParallel`` / ``DistributedDataParallel`` prefixes every key with ``module.``.
+    """
+    if isinstance(state, dict):
+        for key in ("model", "state_dict"):
+            if isinstance(state.get(key), dict):
+                state = state[key]
+                break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(
+            f"{source} holds no state dict (a mapping of names to tensors, raw or under 'model' / 'state_dict')"
+        )
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}
+    return state
+
+
 def load_authors_checkpoint(name: str, path: str | os.PathLike[str] | None) -> ResT:
     """ResT ``name`` with the authors' ImageNet weights read from ``path`` (their ``.pth`` file).
 
-    The checkpoint is a raw state dict whose keys match ours (a ``{"model": state_dict}`` wrapper is
-    accepted too); it is read with ``weights_only=True`` and checked key by key. Without the file,
+    The checkpoint is a raw state dict whose keys match ours, or one wrapped as the authors' training
+    script saves it (under ``model`` or ``state_dict``, keys with or without DataParallel's ``module.``
+    prefix: :func:`unwrap_state_dict`); it is read with ``weights_only=True`` and checked key by key. Without the file,
     the error names where to download it.
     """
     from .registry import create_model
@@ -542,8 +564,7 @@ def load_authors_checkpoint(name: str, path: str | os.PathLike[str] | None) -> R
             "and pass the path of the .pth file"
         )
     state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
+    state = unwrap_state_dict(state, f"checkpoint {path}")
     model = create_model(name)
     check_state_dict(model, state, f"checkpoint {path}")
     model.load_state_dict(state)
