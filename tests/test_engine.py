@@ -382,3 +382,46 @@ def test_empty_scaler_state_resumes_into_an_enabled_scaler(splits, tmp_path: Pat
     resumed = train(_model(), *splits, _config(epochs=2, checkpoint_dir=str(tmp_path), amp_on_cpu=True))
     assert resumed.history["epoch"] == [1, 2]
     assert load_checkpoint(tmp_path / "last.pt")["scaler"]["scale"] > 0
+
+
+def test_run_model_checkpoints_every_epoch_and_resumes(splits, tmp_path: Path, monkeypatch):
+    # a Colab disconnect in the middle of a run: re-running resumes from the last epoch and ends
+    # where an uninterrupted run ends; a finished run is read back, not retrained
+    from tnt_rest_lite import experiments
+    from tnt_rest_lite.profiles import get_profile
+
+    tiny = dataclasses.replace(get_profile("ci"), epochs=2, batch_size=16, model_overrides={"deit_s_mini": TINY})
+    test_set = SyntheticShapes(24, 32, split="test", seed=0)
+
+    def run(root: Path) -> dict:
+        monkeypatch.setenv("TNT_REST_CHECKPOINTS", str(root))
+        return experiments.run_model(
+            "deit_s_mini", "deit", *splits, test_set, tiny, seeds=[0], progress=False, table="t"
+        )
+
+    whole = run(tmp_path / "whole")
+    assert whole["resumed"] == [False]
+    real_train = experiments.train
+
+    def interrupted(*args, **kwargs):
+        def stop(epoch: int, history: dict) -> None:
+            raise KeyboardInterrupt  # the runtime goes away after the first epoch's checkpoint
+
+        return real_train(*args, **kwargs, on_epoch_end=stop)
+
+    monkeypatch.setattr(experiments, "train", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "cut")
+    monkeypatch.setattr(experiments, "train", real_train)
+    folders = list((tmp_path / "cut" / "ci" / "runs").iterdir())
+    assert len(folders) == 1 and folders[0].name.startswith("t_deit_s_mini_seed0_")
+    assert load_checkpoint(folders[0] / "last.pt")["epoch"] == 0
+    resumed = run(tmp_path / "cut")
+    assert resumed["resumed"] == [True]
+    assert resumed["test_top1"] == whole["test_top1"] and resumed["val_top1"] == whole["val_top1"]
+    assert _numbers(resumed["histories"][0]) == _numbers(whole["histories"][0])
+    again = run(tmp_path / "cut")  # finished: read back from its checkpoint, the same numbers
+    assert again["resumed"] == [True] and again["test_top1"] == whole["test_top1"]
+    # another recipe (here: another batch size) gets its own folder, never another run's checkpoint
+    other = experiments.recipe("deit", dataclasses.replace(tiny, batch_size=8), 0)
+    assert experiments.run_checkpoint_dir("t", "deit_s_mini", 0, other, tiny) != folders[0]

@@ -64,6 +64,11 @@ __all__ = [
     "distributed_info",
     "count_trainable",
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "RESUMABLE_CHANGES",
+    "FINITE_CHECK_EVERY",
+    "amp_enabled",
+    "check_finite",
 ]
 
 CHECKPOINT_FORMAT = "tnt_rest_lite.checkpoint.v1"
@@ -72,7 +77,7 @@ CHECKPOINT_NAME = "last.pt"
 # Config fields that may change between an interrupted run and its resumption (they do not change
 # the numbers); every other field must match the checkpoint's.
 # amp_on_cpu is the CPU stand-in of moving a run to a GPU (where amp turns on), as device is
-_RESUMABLE_CHANGES = {"checkpoint_dir", "resume", "progress", "num_workers", "device", "eval_batch_size", "amp_on_cpu"}
+RESUMABLE_CHANGES = {"checkpoint_dir", "resume", "progress", "num_workers", "device", "eval_batch_size", "amp_on_cpu"}
 
 
 @dataclass
@@ -529,7 +534,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, require_fo
 
 def _check_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
     current = config.as_dict()
-    differ = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
+    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if differ:
         detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in differ)
         raise CheckpointError(
