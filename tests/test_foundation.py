@@ -604,3 +604,35 @@ def test_committed_outputs_name_one_commit_and_no_local_paths() -> None:
         for text in texts:
             assert not local_path.search(text), f"{path.name}: a local path in {local_path.search(text).group(0)!r}"
             assert not unfinished_bar.search(text), f"{path.name}: a progress bar stored at 0%"
+
+
+def test_smoke_scale_shrinks_the_runs_and_keeps_every_other_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tnt_rest_lite.profiles import SCALE_ENV_VAR, smoke_scale
+
+    for name in ("colab", "full"):
+        book_run = PROFILES[name]
+        monkeypatch.setenv(SCALE_ENV_VAR, "smoke")
+        smoke = get_profile(name)
+        monkeypatch.delenv(SCALE_ENV_VAR)
+        assert smoke == smoke_scale(book_run) and get_profile(name) == book_run
+        assert smoke.store_name == f"{name}-smoke" and book_run.store_name == name  # kept apart
+        kept = (
+            "image_size",
+            "batch_size",
+            "num_seeds",
+            "num_workers",
+            "model_overrides",
+            "train_mixup",
+            "data_difficulty",
+        )
+        assert {k: getattr(smoke, k) for k in kept} == {k: getattr(book_run, k) for k in kept}
+        assert smoke.epochs == 1 and smoke.train_samples == 2 * smoke.batch_size  # two steps of one epoch
+        for table in book_run.table_recipe:
+            assert smoke.batch_size_for(table) == book_run.batch_size_for(table) and smoke.epochs_for(table) == 1
+        detection = smoke.detection
+        assert detection["epochs"] == 1 and detection["train_samples"] == 2 * detection["batch_size"]
+        same = ("batch_size", "lr", "fpn_channels", "box_head_width", "faster_rcnn_options", "categories")
+        assert {k: detection[k] for k in same} == {k: book_run.detection[k] for k in same}
+    monkeypatch.setenv(SCALE_ENV_VAR, "tiny")
+    with pytest.raises(ValueError, match="Unknown scale 'tiny' .*Valid scales: book, smoke"):
+        get_profile("colab")

@@ -270,7 +270,7 @@ def weights_path(prefix: str, name: str, seed: int, profile: Profile | None = No
 
     p = profile or get_profile()
     root = Path(os.environ.get(CHECKPOINTS_ENV_VAR) or ((_repo_root() or Path.cwd()) / "checkpoints"))
-    return root / p.name / f"{prefix}_{name}_seed{seed}.pt"
+    return root / p.store_name / f"{prefix}_{name}_seed{seed}.pt"
 
 
 def run_checkpoint_dir(prefix: str, name: str, seed: int, config: TrainConfig, profile: Profile | None = None) -> Path:
