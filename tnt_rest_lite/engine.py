@@ -709,7 +709,7 @@ def train(
 
     for dataset in (train_set, val_set):
         # generated-on-the-fly data (SyntheticShapes): fill the cache once, before workers fork
-        getattr(dataset, "materialize", lambda: None)()
+        getattr(dataset, "materialize", lambda workers: None)(workers=config.num_workers)
     model.to(device)
     optimizer = _build_optimizer(model, config)
     steps_per_epoch = len(_train_loader(train_set, config, 0, info, task.collate))

@@ -134,7 +134,7 @@ def recipe(
 def build_model(name: str, classes: int, image_size: int, profile: Profile | None = None) -> nn.Module:
     """Registered model ``name`` for ``classes`` classes at ``image_size``, as ``profile`` trains it.
 
-    The profile's ``model_overrides`` for ``name`` are applied (``full``: 64 px geometry). Models
+    The profile's ``model_overrides`` for ``name`` are applied (none at present). Models
     whose size does not depend on the input (ResT, ResNet) take no ``img_size``.
     """
     from .registry import create_model

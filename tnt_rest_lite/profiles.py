@@ -96,20 +96,12 @@ _SMALL_RCNN = {
     "box_batch_size_per_image": 64,
 }
 
-# At 64 px the ViTs use the papers' own patch geometry (16 px patches, TNT's pixel stride 4 gives
-# 4x4 pixel tokens from the 7x7 stride-4 conv) and the convolutional stems their 224 px stride 4: every stage map is as wide
-# as at 32 px with the 32 px settings of the registered *_mini configs.
-_FULL_OVERRIDES: dict[str, dict[str, Any]] = {
-    "deit_s_mini": {"patch_size": 16},
-    "tnt_s_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
-    "tnt_s_se_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
-    "rest_lite_mini": {"stem_stride": 4},
-    "rest_lite_msa_mini": {"stem_stride": 4},
-    "rest_small_mini": {"stem_stride": 4},
-    "rest_base_mini": {"stem_stride": 4},
-    "resnet18_mini": {"stem_stride": 4},
-    "resnet50_mini": {"stem_stride": 4},
-}
+# full trains at 112 px, where the registered *_mini configs have the papers' token geometry at 224 px:
+# DeiT and TNT a 14x14 patch grid (8 px patches), ResT stage maps of 56, 28, 14 and 7 tokens with 7x7
+# EMSA keys in every stage (stem stride 2, reductions 8-4-2-1), ResNet the same stage widths. At 64 px
+# with 16 px patches the grid was 4x4, as at 32 px: TNT Fig. 1's "more patches related as depth
+# grows" cannot show on 16 patches.
+FULL_IMAGE_SIZE = 112
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
@@ -231,8 +223,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "full": Profile(
         name="full",
-        description="one A100/H100-class GPU; the largest runs we offer",
-        image_size=64,
+        description="one A100/H100-class GPU; the largest runs we offer, at the papers' token geometry (112 px)",
+        image_size=FULL_IMAGE_SIZE,
         train_samples=100000,
         val_samples=10000,
         test_samples=10000,
@@ -244,7 +236,6 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=20,
         bench_batch=128,
         num_workers=8,
-        model_overrides=_FULL_OVERRIDES,
         train_mixup=True,
         data_difficulty="standard",
         # the published detector widths (FPN 256, box head 1024) on the small backbones
