@@ -369,6 +369,7 @@ def run_model(
     progress: bool = True,
     table: str | None = None,
     save_weights: str | None = None,
+    checkpoint: bool = True,
 ) -> dict[str, Any]:
     """Train ``name`` with recipe ``recipe_name`` once per seed; return a JSON-ready summary.
 
@@ -378,7 +379,9 @@ def run_model(
     the model's config and the recipe, and every run's history (for the curves). Seeds change the
     initialisation, data order and augmentation; the datasets stay the same. ``table`` applies the
     profile's recipe settings for that table; with ``save_weights`` (a table prefix) each seed's
-    final weights are written atomically to :func:`weights_path`.
+    final weights are written atomically to :func:`weights_path`. Every epoch is checkpointed
+    under :func:`run_checkpoint_dir` and an interrupted (or finished) run resumes from it, unless
+    ``checkpoint=False`` (a measurement that must train every time).
     """
     p = profile or get_profile()
     seeds = list(range(p.num_seeds)) if seeds is None else seeds
@@ -390,9 +393,10 @@ def run_model(
         model = build_model(name, classes, p.image_size, p)
         config = dataclasses.replace(recipe(recipe_name, p, seed, table, name), progress=progress)
         # every epoch is checkpointed: a disconnect (Colab) loses at most one, and re-running the cell resumes
-        folder = run_checkpoint_dir(save_weights or table or recipe_name, name, seed, config, p)
-        config = dataclasses.replace(config, checkpoint_dir=str(folder))
-        resumed.append((folder / CHECKPOINT_NAME).is_file())
+        if checkpoint:
+            folder = run_checkpoint_dir(save_weights or table or recipe_name, name, seed, config, p)
+            config = dataclasses.replace(config, checkpoint_dir=str(folder))
+        resumed.append(checkpoint and (folder / CHECKPOINT_NAME).is_file())
         result = train(model, train_set, val_set, config, desc=f"{name} seed {seed}")
         test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
         if save_weights is not None:
