@@ -398,3 +398,15 @@ def test_the_cpu_profiles_per_model_rates_are_the_best_of_its_stored_search() ->
             ]
             assert runs, f"no stored search of {model} at batch {batch}"
             assert max(runs, key=lambda r: r["final_val_top1"])["lr"] == lr
+
+
+def test_colab_ablation_rates_are_cpus_linearly_scaled() -> None:
+    # colab trains the same 32 px data at batch 128: cpu's searched rates (batch 64) times 128 / 64
+    cpu, colab = PROFILES["cpu"], PROFILES["colab"]
+    ratio = colab.batch_size_for("rest_ablation") / cpu.batch_size_for("rest_ablation")
+    assert ratio == 2
+    cpu_rates, colab_rates = cpu.table_recipe["rest_ablation"]["lr"], colab.table_recipe["rest_ablation"]["lr"]
+    assert colab_rates == {m: lr * ratio for m, lr in cpu_rates.items()}
+    assert (
+        recipe("resnet", colab, 0, "rest_ablation", "rest_lite_mini").lr == 0.02
+    )  # not 0.05, where cpu's search sat at chance
