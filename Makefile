@@ -9,7 +9,7 @@ define stage
 start=$$(date +%s); echo "::: $(1)"; ( $(2) ); rc=$$?; echo "::: $(1): $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 endef
 
-.PHONY: install book test lint unit notebooks html browser browser-test clean
+.PHONY: install book test lint unit notebooks smoke html browser browser-test gpu-check clean
 
 install: $(VENV)/.installed
 
@@ -46,9 +46,25 @@ unit: install
 
 # nbmake runs each notebook top to bottom in a fresh kernel; a cell error fails the test. Results go to a
 # temporary folder so a test run never overwrites the committed results/ of a real run.
+# Checkpoints too: a run left by an earlier test run would be resumed instead of trained.
 notebooks: install
-	results=$$(mktemp -d) && TNT_REST_PROFILE=ci TNT_REST_RESULTS=$$results \
+	results=$$(mktemp -d) && checkpoints=$$(mktemp -d) && TNT_REST_PROFILE=ci TNT_REST_RESULTS=$$results \
+		TNT_REST_CHECKPOINTS=$$checkpoints \
 		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider --durations=0 notebooks
+
+# The GPU profiles' code paths on this CPU: every notebook under colab and full at the smoke scale (a few
+# steps of every run; models, image size, recipes, batch sizes, workers and seeds of the profile).
+smoke: install
+	for profile in colab full; do \
+		results=$$(mktemp -d) && checkpoints=$$(mktemp -d) && TNT_REST_PROFILE=$$profile TNT_REST_SCALE=smoke \
+		TNT_REST_RESULTS=$$results TNT_REST_CHECKPOINTS=$$checkpoints \
+		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider --durations=0 notebooks || exit 1; \
+	done
+
+# On one GPU: every model's AMP training step at the colab and full batch sizes, one seed of each
+# training table, the figure chapters' GPU path; writes results/<profile>/gpu_check.json with estimates.
+gpu-check: install
+	$(BIN)/python -m tnt_rest_lite gpu-check
 
 html: install
 	$(BIN)/jupyter-book build . -W --keep-going

@@ -1,4 +1,4 @@
-"""Test set-up: results go to a temporary folder, the profile is ci, runs are single-threaded-safe."""
+"""Test set-up: results and checkpoints go to temporary folders, the profile is ci, runs are single-threaded-safe."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import torch
 def _isolated_results(tmp_path_factory: pytest.TempPathFactory) -> None:
     # Tests must never overwrite the committed results/ of a real run.
     os.environ["TNT_REST_RESULTS"] = str(tmp_path_factory.mktemp("results"))
+    # nor leave checkpoints in the repository (or resume a run a previous test session left there)
+    os.environ["TNT_REST_CHECKPOINTS"] = str(tmp_path_factory.mktemp("checkpoints"))
     os.environ["TNT_REST_PROFILE"] = "ci"
 
 

@@ -209,3 +209,15 @@ def test_fake_cifar10_loads(tmp_path, monkeypatch):
     assert not set(train.indices) & set(val.indices)
     image, label = test[3]
     assert image.shape == (3, 32, 32) and label == 3
+
+
+def test_materialize_in_processes_draws_the_same_samples():
+    # the full profile's splits are drawn in worker processes: they must be the samples one process draws
+    serial = SyntheticShapes(160, 32, split="train", seed=3).materialize()
+    parallel = SyntheticShapes(160, 32, split="train", seed=3).materialize(workers=2)
+    assert len(parallel._cache) == 160
+    for i in range(160):
+        a, b = serial.raw(i), parallel.raw(i)
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(np.asarray(a[key]), np.asarray(b[key]), err_msg=f"sample {i}, {key}")

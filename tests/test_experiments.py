@@ -70,8 +70,25 @@ def test_compared_models_keep_the_papers_size_relation(profile: str) -> None:
     assert abs(n["tnt_s_mini"] / n["deit_s_mini"] - 1) <= 0.10
     assert abs(n["resnet18_mini"] / n["rest_lite_mini"] - 1) <= 0.15
     # both ResT and ResNet reach their four stages at the same widths in every profile
-    stride = {m: build_model(m, 20, p.image_size, p).config.stem_stride for m in ("rest_lite_mini", "resnet18_mini")}
-    assert stride["rest_lite_mini"] == stride["resnet18_mini"] == p.image_size // 16
+    x = torch.randn(1, 3, p.image_size, p.image_size)
+    widths = {
+        m: build_model(m, 20, p.image_size, p).eval().forward_features(x).shape[-1]
+        for m in ("rest_lite_mini", "resnet18_mini")
+    }
+    assert widths["rest_lite_mini"] == widths["resnet18_mini"] == (7 if p.name == "full" else 2)
+
+
+def test_full_has_the_papers_token_geometry() -> None:
+    # at 112 px: the 224 px geometry of the published models (14x14 patches; ResT 56-28-14-7 with 7x7 keys)
+    p = PROFILES["full"]
+    assert p.image_size == 112
+    small = attention_geometry(build_model("rest_lite_mini", 20, p.image_size, p), p.image_size)
+    assert [s["map"] for s in small] == [56, 28, 14, 7] and [s["keys"] for s in small] == [49] * 4
+    for name in ("deit_s_mini", "tnt_s_mini"):
+        net = build_model(name, 20, p.image_size, p)
+        with torch.no_grad():
+            tokens = net.forward_features(torch.randn(1, 3, p.image_size, p.image_size))
+        assert tokens.shape[1] == 1 + 14 * 14, (name, tuple(tokens.shape))
 
 
 def test_resnet_stem_adaptation() -> None:
@@ -381,3 +398,15 @@ def test_the_cpu_profiles_per_model_rates_are_the_best_of_its_stored_search() ->
             ]
             assert runs, f"no stored search of {model} at batch {batch}"
             assert max(runs, key=lambda r: r["final_val_top1"])["lr"] == lr
+
+
+def test_colab_ablation_rates_are_cpus_linearly_scaled() -> None:
+    # colab trains the same 32 px data at batch 128: cpu's searched rates (batch 64) times 128 / 64
+    cpu, colab = PROFILES["cpu"], PROFILES["colab"]
+    ratio = colab.batch_size_for("rest_ablation") / cpu.batch_size_for("rest_ablation")
+    assert ratio == 2
+    cpu_rates, colab_rates = cpu.table_recipe["rest_ablation"]["lr"], colab.table_recipe["rest_ablation"]["lr"]
+    assert colab_rates == {m: lr * ratio for m, lr in cpu_rates.items()}
+    assert (
+        recipe("resnet", colab, 0, "rest_ablation", "rest_lite_mini").lr == 0.02
+    )  # not 0.05, where cpu's search sat at chance

@@ -328,7 +328,14 @@ def test_every_notebook_starts_with_the_setup_cell() -> None:
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         first_code = next(c for c in nb.cells if c.cell_type == "code")
-        assert first_code.source == book.setup_cell_source(), path.name
+        commit = book.stamped_commit(first_code.source)
+        assert first_code.source == book.setup_cell_source(commit), path.name
+        # Colab installs the commit the stored outputs were computed at: the one the run report printed
+        printed = re.search(r"commit  : (\S+)", "".join(o.get("text", "") for o in first_code.outputs))
+        assert commit is not None and re.fullmatch(r"[0-9a-f]{40}", commit), f"{path.name}: BOOK_COMMIT = {commit!r}"
+        assert printed is not None and printed.group(1) == commit, (
+            f"{path.name}: the set-up cell installs {commit}, its outputs come from {printed and printed.group(1)}"
+        )
         # hidden in the rendered book (Colab needs it, a reader does not), its output kept
         assert first_code.metadata.get("tags") == book.SETUP_CELL_TAGS == ["remove-input"], path.name
 
@@ -372,8 +379,8 @@ def test_cli_rejects_unknown_profile_before_running(tmp_path: Path) -> None:
         main(["execute", str(ROOT / "notebooks" / "00_tour.ipynb"), "--profile", "gpu9000"])
 
 
-def _run_setup_cell(prelude: str) -> subprocess.CompletedProcess[str]:
-    code = prelude + "\n" + book.setup_cell_source()
+def _run_setup_cell(prelude: str, commit: str | None = None) -> subprocess.CompletedProcess[str]:
+    code = prelude + "\n" + book.setup_cell_source(commit)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
@@ -396,10 +403,52 @@ u.find_spec = lambda name, *a: None if name == "tnt_rest_lite" else real_find_sp
 import atexit
 atexit.register(lambda: print("PIP", calls))
 """
-    proc = _run_setup_cell(prelude)
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    proc = _run_setup_cell(prelude, commit=sha)
     assert proc.returncode == 0, proc.stderr
-    assert f"git+{book.REPOSITORY_URL}" in proc.stdout and "'pip', 'install'" in proc.stdout
+    assert f"git+{book.REPOSITORY_URL}@{sha}" in proc.stdout and "'pip', 'install'" in proc.stdout
     assert "profile : ci" in proc.stdout  # the run report follows the install
+
+
+def test_setup_cell_on_colab_keeps_checkpoints_and_results_on_drive(tmp_path: Path) -> None:
+    # PERSISTENT_DIR set: Drive is mounted and the package's checkpoints and results go there
+    prelude = """
+import os, sys, types
+colab = types.ModuleType("google.colab")
+colab.drive = types.SimpleNamespace(mount=lambda where: print("MOUNT", where))
+sys.modules["google.colab"] = colab
+import atexit
+atexit.register(lambda: print("ENV", os.environ["TNT_REST_CHECKPOINTS"], os.environ["TNT_REST_RESULTS"]))
+"""
+    env_free = {k: v for k, v in os.environ.items() if not k.startswith("TNT_REST_")}
+    code = (
+        prelude
+        + "\n"
+        + book.setup_cell_source("0" * 40).replace("PERSISTENT_DIR = None", f"PERSISTENT_DIR = {str(tmp_path)!r}")
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env_free)
+    assert proc.returncode == 0, proc.stderr
+    assert "MOUNT /content/drive" in proc.stdout
+    assert f"ENV {tmp_path}/checkpoints {tmp_path}/results" in proc.stdout
+
+
+def test_execute_stamps_the_commit_it_runs_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+
+    from tnt_rest_lite import results
+
+    path = tmp_path / "00_x.ipynb"
+    nb = nbformat.v4.new_notebook()
+    setup = nbformat.v4.new_code_cell(book.setup_cell_source(None), metadata={"tags": list(book.SETUP_CELL_TAGS)})
+    nb.cells = [setup, nbformat.v4.new_code_cell("1 + 1")]
+    nbformat.write(nb, path)
+    monkeypatch.setattr(results, "git_commit", lambda: "f" * 40)
+    book.execute_notebook(path, profile="ci")
+    stamped = nbformat.read(path, as_version=4).cells[0]
+    assert stamped.source == book.setup_cell_source("f" * 40) and stamped.metadata["tags"] == book.SETUP_CELL_TAGS
+    assert book.stamped_commit(stamped.source) == "f" * 40
+    book.sync_setup_cells([path])  # a plain sync keeps the stamp
+    assert book.stamped_commit(nbformat.read(path, as_version=4).cells[0].source) == "f" * 40
 
 
 def test_book_build_uses_the_jupyter_book_beside_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -555,3 +604,35 @@ def test_committed_outputs_name_one_commit_and_no_local_paths() -> None:
         for text in texts:
             assert not local_path.search(text), f"{path.name}: a local path in {local_path.search(text).group(0)!r}"
             assert not unfinished_bar.search(text), f"{path.name}: a progress bar stored at 0%"
+
+
+def test_smoke_scale_shrinks_the_runs_and_keeps_every_other_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tnt_rest_lite.profiles import SCALE_ENV_VAR, smoke_scale
+
+    for name in ("colab", "full"):
+        book_run = PROFILES[name]
+        monkeypatch.setenv(SCALE_ENV_VAR, "smoke")
+        smoke = get_profile(name)
+        monkeypatch.delenv(SCALE_ENV_VAR)
+        assert smoke == smoke_scale(book_run) and get_profile(name) == book_run
+        assert smoke.store_name == f"{name}-smoke" and book_run.store_name == name  # kept apart
+        kept = (
+            "image_size",
+            "batch_size",
+            "num_seeds",
+            "num_workers",
+            "model_overrides",
+            "train_mixup",
+            "data_difficulty",
+        )
+        assert {k: getattr(smoke, k) for k in kept} == {k: getattr(book_run, k) for k in kept}
+        assert smoke.epochs == 1 and smoke.train_samples == 2 * smoke.batch_size  # two steps of one epoch
+        for table in book_run.table_recipe:
+            assert smoke.batch_size_for(table) == book_run.batch_size_for(table) and smoke.epochs_for(table) == 1
+        detection = smoke.detection
+        assert detection["epochs"] == 1 and detection["train_samples"] == 2 * detection["batch_size"]
+        same = ("batch_size", "lr", "fpn_channels", "box_head_width", "faster_rcnn_options", "categories")
+        assert {k: detection[k] for k in same} == {k: book_run.detection[k] for k in same}
+    monkeypatch.setenv(SCALE_ENV_VAR, "tiny")
+    with pytest.raises(ValueError, match="Unknown scale 'tiny' .*Valid scales: book, smoke"):
+        get_profile("colab")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train-bench | sync-setup | models``."""
+"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train-bench | gpu-check | sync-setup | models``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,12 @@ def build_book() -> int:
 
 
 # Sub-commands that are whole modules with their own command line (``module.main(argv) -> int``).
-PASS_THROUGH = {"bench": "bench", "train-bench": "train_bench", "recipe-search": "recipe_search"}
+PASS_THROUGH = {
+    "bench": "bench",
+    "train-bench": "train_bench",
+    "recipe-search": "recipe_search",
+    "gpu-check": "gpu_check",
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
     sub.add_parser("train-bench", help="training time and img/s of every small model against the profile budget")
+    sub.add_parser("gpu-check", help="the colab/full training path timed on one GPU, with chapter estimates")
     sub.add_parser(
         "recipe-search", help="validation curves of candidate batch sizes and rates (see recipe-search --help)"
     )

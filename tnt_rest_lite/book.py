@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 __all__ = [
     "REPOSITORY_URL",
     "setup_cell_source",
+    "stamped_commit",
     "run_report",
     "notebook_paths",
     "execute_notebook",
@@ -29,24 +31,48 @@ __all__ = [
 REPOSITORY_URL = "https://github.com/tnt-rest-lite/tnt_rest_lite"
 
 
-def setup_cell_source() -> str:
-    """Source of the first code cell of every notebook."""
-    return f'''# Set-up. On Colab: install tnt_rest_lite from its repository (torch stays as installed).
-# Elsewhere: nothing to install; `pip install -e .` in the repository root comes first.
+# The set-up cell names the commit its notebook's outputs were computed at (``execute_notebook`` writes
+# it before each run): Colab installs that commit, so a reader runs the code that made the page.
+_COMMIT_LINE = re.compile(r'^BOOK_COMMIT = (None|"[^"\n]*")', re.MULTILINE)
+
+
+def setup_cell_source(commit: str | None = None) -> str:
+    """Source of the first code cell of every notebook; ``commit`` is the one Colab installs."""
+    stamped = "None" if commit is None else f'"{commit}"'
+    return f'''# Set-up. On Colab: install tnt_rest_lite at the commit these outputs were computed at (torch stays
+# as installed). Elsewhere: nothing to install; `pip install -e .` in the repository root comes first.
 import importlib.util
+import os
 import subprocess
 import sys
 
 REPOSITORY_URL = "{REPOSITORY_URL}"
+BOOK_COMMIT = {stamped}
+# On Colab, a folder of your Google Drive keeps checkpoints and results across disconnects, e.g.
+# "/content/drive/MyDrive/tnt_rest_lite"; None keeps them in the runtime (lost when it is recycled).
+PERSISTENT_DIR = None
 if importlib.util.find_spec("tnt_rest_lite") is None:
     if "google.colab" not in sys.modules:
         raise ModuleNotFoundError("tnt_rest_lite is not installed: run `pip install -e .` in the repository root")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{REPOSITORY_URL}}"], check=True)
+    ref = f"@{{BOOK_COMMIT}}" if BOOK_COMMIT else ""
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", f"git+{{REPOSITORY_URL}}{{ref}}"], check=True)
     importlib.invalidate_caches()  # let this running kernel see the package pip just installed
+if PERSISTENT_DIR and "google.colab" in sys.modules:
+    from google.colab import drive
+
+    drive.mount("/content/drive")
+    os.environ.setdefault("TNT_REST_CHECKPOINTS", os.path.join(PERSISTENT_DIR, "checkpoints"))
+    os.environ.setdefault("TNT_REST_RESULTS", os.path.join(PERSISTENT_DIR, "results"))
 
 from tnt_rest_lite.book import run_report
 
 run_report()'''
+
+
+def stamped_commit(source: str) -> str | None:
+    """The ``BOOK_COMMIT`` a set-up cell's ``source`` names (``None`` when unset or absent)."""
+    match = _COMMIT_LINE.search(source)
+    return None if match is None or match.group(1) == "None" else match.group(1).strip('"')
 
 
 # The set-up cell's tag: the rendered book shows its output (the run's provenance) but not its code, which
@@ -157,17 +183,24 @@ def notebook_paths(root: Path | None = None) -> list[Path]:
     return sorted((root or repo_root()).joinpath("notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def sync_setup_cells(paths: list[Path] | None = None) -> list[Path]:
-    """Make the first code cell of each notebook the standard set-up cell; return those changed."""
+def sync_setup_cells(paths: list[Path] | None = None, commit: str | None = None) -> list[Path]:
+    """Make the first code cell of each notebook the standard set-up cell; return those changed.
+
+    Each cell keeps the commit it names, unless ``commit`` is given (``execute_notebook`` stamps the
+    commit it runs at).
+    """
     import nbformat
 
     changed = []
     for path in paths or notebook_paths():
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        if code and code[0].source == setup_cell_source() and code[0].metadata.get("tags") == SETUP_CELL_TAGS:
+        source = setup_cell_source(stamped_commit(code[0].source) if code else commit)
+        if commit is not None:
+            source = setup_cell_source(commit)
+        if code and code[0].source == source and code[0].metadata.get("tags") == SETUP_CELL_TAGS:
             continue
-        cell = nbformat.v4.new_code_cell(setup_cell_source(), metadata={"tags": list(SETUP_CELL_TAGS)})
+        cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(SETUP_CELL_TAGS)})
         if code and "REPOSITORY_URL" in code[0].source:
             code[0].source = cell.source
             code[0].metadata["tags"] = list(SETUP_CELL_TAGS)
@@ -189,10 +222,15 @@ def execute_notebook(path: Path, *, profile: str | None = None, write_back: bool
 
     from .profiles import ENV_VAR, get_profile
     from .progress import TEXT_PROGRESS_ENV_VAR
+    from .results import git_commit
 
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
     name = get_profile(profile).name  # validates the name before a kernel starts
+    nb = nbformat.read(path, as_version=4)
+    setup = next((c for c in nb.cells if c.cell_type == "code"), None)
+    if write_back and setup is not None and "REPOSITORY_URL" in setup.source:
+        # the set-up cell names the commit whose code computes these outputs: Colab installs it
+        setup.source = setup_cell_source(git_commit())
     # the kernel inherits the environment: the profile, and text progress bars (a stored widget shows 0 %)
     settings = {ENV_VAR: name, TEXT_PROGRESS_ENV_VAR: "1"}
     old = {key: os.environ.get(key) for key in settings}

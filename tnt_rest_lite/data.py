@@ -22,6 +22,7 @@ unless asked (``download=True``, for CIFAR on Colab); a dataset missing on disk 
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -434,14 +435,23 @@ class SyntheticShapes(Dataset):
             self._cache[index] = self.generate(index)
         return self._cache[index]
 
-    def materialize(self) -> SyntheticShapes:
-        """Generate (and cache) every sample now.
+    def materialize(self, workers: int = 0) -> SyntheticShapes:
+        """Generate (and cache) every sample now, in ``workers`` processes when ``workers > 1``.
 
         The engine calls this before its DataLoader starts worker processes: forked workers then
-        share the cache instead of each regenerating the whole split every epoch.
+        share the cache instead of each regenerating the whole split every epoch. Every sample is
+        drawn from its own index's random stream, so the processes give the samples one process
+        gives (a test checks it); at 112 px one process draws about 90 images/s on this CPU.
         """
-        for index in range(self.num_samples):
-            self.raw(index)
+        missing = [i for i in range(self.num_samples) if i not in self._cache]
+        if workers > 1 and len(missing) >= 64 * workers and "fork" in multiprocessing.get_all_start_methods():
+            chunk = max(16, len(missing) // (8 * workers))
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                for index, sample in zip(missing, pool.imap(self.generate, missing, chunksize=chunk), strict=True):
+                    self._cache[index] = sample
+        else:
+            for index in missing:
+                self.raw(index)
         return self
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -500,9 +510,9 @@ class ShapeDetection(Dataset):
     def __len__(self) -> int:
         return len(self.source)
 
-    def materialize(self) -> ShapeDetection:
+    def materialize(self, workers: int = 0) -> ShapeDetection:
         """Draw every image once (the engine calls it before data-loader workers fork)."""
-        self.source.materialize()
+        self.source.materialize(workers)
         return self
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -311,7 +311,8 @@ def run_detector(
 ) -> dict[str, Any]:
     """Train ``detector`` once per seed and evaluate it on the test split; a JSON-ready summary.
 
-    Each seed: the backbone starts from classifier seed ``s``, the detector trains through the
+    Each seed ``s``: the backbone starts from classifier seed ``s`` (``s mod init_seeds`` where the
+    detector sets ``init_seeds``; 10's detectors: seed 0 for every ``s``), the detector trains through the
     engine (checkpoint after every epoch under the checkpoints folder, resumed if interrupted,
     removed when the seed ends) with the validation AP per epoch, then is evaluated once on the
     test split (COCO AP, AP50, AP75, APS, APM, APL) and timed. The first seed's predictions on

@@ -64,6 +64,11 @@ __all__ = [
     "distributed_info",
     "count_trainable",
     "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "RESUMABLE_CHANGES",
+    "FINITE_CHECK_EVERY",
+    "amp_enabled",
+    "check_finite",
 ]
 
 CHECKPOINT_FORMAT = "tnt_rest_lite.checkpoint.v1"
@@ -71,7 +76,8 @@ CHECKPOINT_NAME = "last.pt"
 
 # Config fields that may change between an interrupted run and its resumption (they do not change
 # the numbers); every other field must match the checkpoint's.
-_RESUMABLE_CHANGES = {"checkpoint_dir", "resume", "progress", "num_workers", "device", "eval_batch_size"}
+# amp_on_cpu is the CPU stand-in of moving a run to a GPU (where amp turns on), as device is
+RESUMABLE_CHANGES = {"checkpoint_dir", "resume", "progress", "num_workers", "device", "eval_batch_size", "amp_on_cpu"}
 
 
 @dataclass
@@ -100,7 +106,10 @@ class TrainConfig:
     mixup_prob: float = 1.0
     ema_decay: float | None = None  # e.g. 0.999; None = no EMA
     clip_grad: float | None = None  # max gradient norm; None = no clipping
-    amp: bool = True  # automatic mixed precision (float16), used on CUDA only
+    amp: bool = True  # automatic mixed precision (float16 autocast + GradScaler), used on CUDA only
+    # also on the CPU: the CUDA-only AMP path exercised without a GPU (the tests); slower than float32
+    # for our small models on this CPU, so never a profile's setting
+    amp_on_cpu: bool = False
     seed: int = 0
     num_workers: int = 0
     eval_batch_size: int | None = None  # default: 2 x batch_size
@@ -286,13 +295,23 @@ def _val_loader(
 # ----------------------------------------------------------------------------------------------
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, loader: DataLoader, device: torch.device | str | None = None, amp: bool = False
-) -> dict[str, float]:
-    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over ``loader``.
+# Steps between two checks that the training loss is finite: reading a CUDA value on the host waits
+# for the GPU, so a check every step would stall the queue of kernels; a divergence is caught within
+# this many steps (and at every epoch's end).
+FINITE_CHECK_EVERY = 50
 
-    Under torchrun each process passes its share of the data; the counts are summed over the
+
+def amp_enabled(config: TrainConfig, device: torch.device) -> bool:
+    """Whether ``config`` trains ``device`` under float16 autocast with a gradient scaler."""
+    return config.amp and (device.type == "cuda" or config.amp_on_cpu)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | None = None) -> dict[str, float]:
+    """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over ``loader``, in float32.
+
+    Validation (every epoch) and test (the tables) are evaluated in the same precision, float32,
+    whatever precision trained the model. Under torchrun each process passes its share of the data; the counts are summed over the
     processes, so every process returns the metrics of the whole set.
     """
     info = distributed_info() if dist.is_available() and dist.is_initialized() else None
@@ -303,9 +322,7 @@ def evaluate(
     for batch in loader:
         images, labels = _unpack(batch)
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-            logits = model(images)
-        logits = logits.float()
+        logits = model(images).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
         k = min(5, logits.shape[1])
         hits = logits.topk(k, dim=1).indices.eq(labels[:, None])
@@ -345,10 +362,9 @@ class Task(abc.ABC):
         """The mean loss of ``batch`` (for the optimizer) and the batch's number of samples."""
 
     @abc.abstractmethod
-    def evaluate(
-        self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
-    ) -> dict[str, float]:
-        """The ``metric_keys`` of ``model`` on the validation set (``loader``: this process's share)."""
+    def evaluate(self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device) -> dict[str, float]:
+        """The ``metric_keys`` of ``model`` on the validation set (``loader``: this process's share), in
+        float32: the precision the test split is evaluated in."""
 
 
 class ClassificationTask(Task):
@@ -377,10 +393,8 @@ class ClassificationTask(Task):
             loss = self.criterion(net(images), labels)
         return loss, labels.shape[0]
 
-    def evaluate(
-        self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
-    ) -> dict[str, float]:
-        return evaluate(model, loader, device, amp=use_amp)
+    def evaluate(self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device) -> dict[str, float]:
+        return evaluate(model, loader, device)
 
 
 class DetectionTask(Task):
@@ -425,14 +439,11 @@ class DetectionTask(Task):
             losses = net(images, targets)
         return sum(losses.values()), len(images)
 
-    def evaluate(
-        self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device, use_amp: bool
-    ) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, val_set: Dataset, loader: Any, device: torch.device) -> dict[str, float]:
         from .detection import evaluate_detector
 
         # COCO AP is not a sum over images: every process scores the whole set (same numbers on all)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            return evaluate_detector(model, val_set, batch_size=self.eval_batch_size)
+        return evaluate_detector(model, val_set, batch_size=self.eval_batch_size)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -523,7 +534,7 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None, require_fo
 
 def _check_config(saved: dict[str, Any], config: TrainConfig, path: Path) -> None:
     current = config.as_dict()
-    differ = sorted(k for k in current if k not in _RESUMABLE_CHANGES and saved.get(k) != current[k])
+    differ = sorted(k for k in current if k not in RESUMABLE_CHANGES and saved.get(k) != current[k])
     if differ:
         detail = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, now {current[k]!r}" for k in differ)
         raise CheckpointError(
@@ -629,15 +640,14 @@ def train_step(
         net: what runs the forward pass, when it wraps ``model`` (DistributedDataParallel).
 
     Returns:
-        the detached loss of the batch and the number of samples it averaged over.
+        the detached loss of the batch and the number of samples it averaged over (a device tensor:
+        reading it waits for the device; :func:`check_finite` does so every few steps).
     """
     net = model if net is None else net
     device = next(model.parameters()).device
-    use_amp = config.amp and device.type == "cuda"
     scaler = scaler if scaler is not None else torch.amp.GradScaler(device.type, enabled=False)
-    loss, batch_samples = task.batch_loss(net, batch, device, use_amp)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss.item()} at update {num_updates}: lower lr or enable clip_grad")
+    loss, batch_samples = task.batch_loss(net, batch, device, amp_enabled(config, device))
+    # finiteness is checked by the caller every FINITE_CHECK_EVERY steps: no host sync here
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     if config.clip_grad is not None:
@@ -647,6 +657,17 @@ def train_step(
     scaler.update()
     scheduler.step_update(num_updates=num_updates)
     return loss.detach(), batch_samples
+
+
+def check_finite(losses: torch.Tensor, first_update: int) -> None:
+    """Raise ``FloatingPointError`` if any of ``losses`` (the losses of consecutive updates from
+    ``first_update``) is not finite. One host read for the whole window."""
+    finite = torch.isfinite(losses)
+    if not bool(finite.all()):
+        bad = int((~finite).nonzero()[0])
+        raise FloatingPointError(
+            f"loss is {losses[bad].item()} at update {first_update + bad}: lower lr or enable clip_grad"
+        )
 
 
 def train(
@@ -688,13 +709,13 @@ def train(
 
     for dataset in (train_set, val_set):
         # generated-on-the-fly data (SyntheticShapes): fill the cache once, before workers fork
-        getattr(dataset, "materialize", lambda: None)()
+        getattr(dataset, "materialize", lambda workers: None)(workers=config.num_workers)
     model.to(device)
     optimizer = _build_optimizer(model, config)
     steps_per_epoch = len(_train_loader(train_set, config, 0, info, task.collate))
     scheduler = _build_scheduler(optimizer, config, steps_per_epoch)
-    use_amp = config.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    amp = amp_enabled(config, device)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
     ema = ModelEmaV3(model, decay=config.ema_decay, device=device) if config.ema_decay else None
     eval_batch = config.eval_batch_size or 2 * config.batch_size
     val_loader = _val_loader(val_set, eval_batch, info, config.num_workers, task.collate)
@@ -722,7 +743,8 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if state["scaler"]:  # a disabled scaler saves {}: a CPU run resumed on CUDA starts a fresh scale
+            scaler.load_state_dict(state["scaler"])
         if ema is not None:
             ema.module.load_state_dict(state["ema"])
         history = {k: list(v) for k, v in state["history"].items()}
@@ -750,6 +772,7 @@ def train(
         loader = _train_loader(train_set, config, epoch, info, task.collate)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
+        window: list[torch.Tensor] = []  # the losses since the last finiteness check (device tensors)
         for step, batch in enumerate(loader):
             global_step = epoch * steps_per_epoch + step + 1
             loss, batch_samples = train_step(
@@ -759,18 +782,24 @@ def train(
                 ema.update(model, step=global_step)
             loss_sum += loss.detach().double() * batch_samples
             seen += batch_samples
+            window.append(loss.detach())
+            if len(window) == FINITE_CHECK_EVERY:
+                check_finite(torch.stack(window), global_step - len(window) + 1)
+                window = []
             bar.update(1)
+        if window:
+            check_finite(torch.stack(window), epoch * steps_per_epoch + step + 2 - len(window))
         train_time = time.perf_counter() - epoch_start
         train_loss_sum, train_seen = _all_reduce_sum([loss_sum.item(), float(seen)], info)
 
-        val = task.evaluate(model, val_set, val_loader, device, use_amp)
+        val = task.evaluate(model, val_set, val_loader, device)
         history["epoch"].append(epoch + 1)
         history["lr"].append(optimizer.param_groups[0]["lr"])
         history["train_loss"].append(train_loss_sum / train_seen)
         for key in task.metric_keys:
             history[f"val_{key}"].append(val[key])
         if ema is not None:
-            ema_val = task.evaluate(ema.module, val_set, val_loader, device, use_amp)
+            ema_val = task.evaluate(ema.module, val_set, val_loader, device)
             for key in task.metric_keys:
                 history[f"ema_val_{key}"].append(ema_val[key])
         history["train_time_s"].append(train_time)

@@ -15,6 +15,8 @@ Two recipes, both scaled down from the papers:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import statistics
@@ -27,7 +29,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from .data import build_dataset, num_classes
-from .engine import TrainConfig, evaluate, save_checkpoint, seed_everything, train
+from .engine import CHECKPOINT_NAME, RESUMABLE_CHANGES, TrainConfig, evaluate, save_checkpoint, seed_everything, train
 from .profiles import Profile, get_profile
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "describe_config",
     "attention_check",
     "load_splits",
+    "run_checkpoint_dir",
     "run_model",
     "mean_std",
     "format_mean_std",
@@ -131,7 +134,7 @@ def recipe(
 def build_model(name: str, classes: int, image_size: int, profile: Profile | None = None) -> nn.Module:
     """Registered model ``name`` for ``classes`` classes at ``image_size``, as ``profile`` trains it.
 
-    The profile's ``model_overrides`` for ``name`` are applied (``full``: 64 px geometry). Models
+    The profile's ``model_overrides`` for ``name`` are applied (none at present). Models
     whose size does not depend on the input (ResT, ResNet) take no ``img_size``.
     """
     from .registry import create_model
@@ -237,12 +240,18 @@ def load_splits(
     on its published test split (:func:`tnt_rest_lite.data.build_dataset`).
     """
     p = profile or get_profile()
-    kwargs = dict(seed=0, download=download, difficulty=p.data_difficulty)
     sizes = {"train": p.train_samples, "val": p.val_samples, "test": p.test_samples}
-    train_set, val_set, test_set = (
-        build_dataset(dataset, split, p.image_size, num_samples=n, **kwargs) for split, n in sizes.items()
-    )
-    return train_set, val_set, test_set
+    key = (dataset, p.image_size, p.data_difficulty, tuple(sizes.values()))
+    if key not in _SPLITS:  # generated (or read) once per process: a notebook's chapters share them
+        kwargs = dict(seed=0, download=download, difficulty=p.data_difficulty)
+        _SPLITS[key] = tuple(
+            build_dataset(dataset, split, p.image_size, num_samples=n, **kwargs) for split, n in sizes.items()
+        )
+    return _SPLITS[key]
+
+
+# load_splits' datasets, by what defines them (they are read, never modified, by the runs)
+_SPLITS: dict[tuple[Any, ...], tuple[Dataset, Dataset, Dataset]] = {}
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -261,7 +270,18 @@ def weights_path(prefix: str, name: str, seed: int, profile: Profile | None = No
 
     p = profile or get_profile()
     root = Path(os.environ.get(CHECKPOINTS_ENV_VAR) or ((_repo_root() or Path.cwd()) / "checkpoints"))
-    return root / p.name / f"{prefix}_{name}_seed{seed}.pt"
+    return root / p.store_name / f"{prefix}_{name}_seed{seed}.pt"
+
+
+def run_checkpoint_dir(prefix: str, name: str, seed: int, config: TrainConfig, profile: Profile | None = None) -> Path:
+    """Where the per-epoch checkpoint of one training run is kept, so that an interrupted run resumes.
+
+    ``checkpoints/<profile>/runs/<prefix>_<name>_seed<seed>_<recipe hash>/`` beside the final weights
+    (:func:`weights_path`): a changed recipe gets a new folder, never another run's checkpoint.
+    """
+    recipe = {k: v for k, v in sorted(config.as_dict().items()) if k not in RESUMABLE_CHANGES}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return weights_path(prefix, name, seed, profile).parent / "runs" / f"{prefix}_{name}_seed{seed}_{digest}"
 
 
 def load_weights(path: Path, model: nn.Module) -> nn.Module:
@@ -349,6 +369,7 @@ def run_model(
     progress: bool = True,
     table: str | None = None,
     save_weights: str | None = None,
+    checkpoint: bool = True,
 ) -> dict[str, Any]:
     """Train ``name`` with recipe ``recipe_name`` once per seed; return a JSON-ready summary.
 
@@ -358,16 +379,24 @@ def run_model(
     the model's config and the recipe, and every run's history (for the curves). Seeds change the
     initialisation, data order and augmentation; the datasets stay the same. ``table`` applies the
     profile's recipe settings for that table; with ``save_weights`` (a table prefix) each seed's
-    final weights are written atomically to :func:`weights_path`.
+    final weights are written atomically to :func:`weights_path`. Every epoch is checkpointed
+    under :func:`run_checkpoint_dir` and an interrupted (or finished) run resumes from it, unless
+    ``checkpoint=False`` (a measurement that must train every time).
     """
     p = profile or get_profile()
     seeds = list(range(p.num_seeds)) if seeds is None else seeds
     classes = num_classes(train_set)
     runs = []
+    resumed: list[bool] = []  # whether each seed continued a checkpoint (a completed one is not retrained)
     for seed in seeds:
         seed_everything(seed)
         model = build_model(name, classes, p.image_size, p)
         config = dataclasses.replace(recipe(recipe_name, p, seed, table, name), progress=progress)
+        # every epoch is checkpointed: a disconnect (Colab) loses at most one, and re-running the cell resumes
+        if checkpoint:
+            folder = run_checkpoint_dir(save_weights or table or recipe_name, name, seed, config, p)
+            config = dataclasses.replace(config, checkpoint_dir=str(folder))
+        resumed.append(checkpoint and (folder / CHECKPOINT_NAME).is_file())
         result = train(model, train_set, val_set, config, desc=f"{name} seed {seed}")
         test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
         if save_weights is not None:
@@ -400,6 +429,7 @@ def run_model(
             "description": describe_config(name, model_config(model)),
             "train_config": first.config,
             "histories": [r.history for _, r, _ in runs],
+            "resumed": resumed,
         }
     )
     return summary

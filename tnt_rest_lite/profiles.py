@@ -7,20 +7,26 @@
 ``full``   one A100/H100-class GPU, the largest runs we offer.
 
 Without the variable, the profile is ``colab`` when CUDA is available and ``ci`` otherwise.
+
+``TNT_REST_SCALE=smoke`` shrinks any profile to a few steps of every run (:func:`smoke_scale`) and
+keeps every other setting, so that CI can execute the ``colab`` and ``full`` paths on a CPU; its
+results and checkpoints are kept apart (``<profile>-smoke``) from the profile's own.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 
-__all__ = ["Profile", "PROFILES", "get_profile", "default_profile_name", "ENV_VAR"]
+__all__ = ["Profile", "PROFILES", "get_profile", "default_profile_name", "smoke_scale", "ENV_VAR", "SCALE_ENV_VAR"]
 
 ENV_VAR = "TNT_REST_PROFILE"
+SCALE_ENV_VAR = "TNT_REST_SCALE"
+SCALES = ("book", "smoke")  # "book": the profile as defined; "smoke": smoke_scale of it
 
 
 @dataclass(frozen=True)
@@ -60,9 +66,15 @@ class Profile:
     # "box_head_width") and Faster R-CNN's sampling ("faster_rcnn_options", torchvision's arguments);
     # "tables": per-table overrides of any of these ({"rest_table2": {"train_samples": ...}})
     detection: Mapping[str, Any] = field(default_factory=dict)
+    scale: str = "book"  # "smoke": shrunk by smoke_scale ($TNT_REST_SCALE)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def store_name(self) -> str:
+        """The folder of this profile's results and checkpoints: a smoke run never mixes with the real run."""
+        return self.name if self.scale == "book" else f"{self.name}-{self.scale}"
 
     def epochs_for(self, table: str | None) -> int:
         """Epochs of the models of ``table`` (its ``table_recipe`` where set, else ``epochs``)."""
@@ -84,20 +96,23 @@ _SMALL_RCNN = {
     "box_batch_size_per_image": 64,
 }
 
-# At 64 px the ViTs use the papers' own patch geometry (16 px patches, TNT's pixel stride 4 gives
-# 4x4 pixel tokens from the 7x7 stride-4 conv) and the convolutional stems their 224 px stride 4: every stage map is as wide
-# as at 32 px with the 32 px settings of the registered *_mini configs.
-_FULL_OVERRIDES: dict[str, dict[str, Any]] = {
-    "deit_s_mini": {"patch_size": 16},
-    "tnt_s_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
-    "tnt_s_se_mini": {"patch_size": 16, "pixel_kernel": 7, "pixel_stride": 4},
-    "rest_lite_mini": {"stem_stride": 4},
-    "rest_lite_msa_mini": {"stem_stride": 4},
-    "rest_small_mini": {"stem_stride": 4},
-    "rest_base_mini": {"stem_stride": 4},
-    "resnet18_mini": {"stem_stride": 4},
-    "resnet50_mini": {"stem_stride": 4},
-}
+# full trains at 112 px, where the registered *_mini configs have the papers' token geometry at 224 px:
+# DeiT and TNT a 14x14 patch grid (8 px patches), ResT stage maps of 56, 28, 14 and 7 tokens with 7x7
+# EMSA keys in every stage (stem stride 2, reductions 8-4-2-1), ResNet the same stage widths. At 64 px
+# with 16 px patches the grid was 4x4, as at 32 px: TNT Fig. 1's "more patches related as depth
+# grows" cannot show on 16 patches.
+FULL_IMAGE_SIZE = 112
+
+# The ResNet recipe's per-model SGD rates of the ablation, chosen on validation in the cpu profile at
+# batch 64 (results/cpu/recipe_search_<model>.json; a test checks them): ResT-Lite learns only at low
+# rates under SGD (at ResNet's 0.1 x batch / 256 it stays at chance), ResNet-18 at high ones.
+_CPU_ABLATION_RATES = {"rest_lite_mini": 0.01, "resnet18_mini": 0.2}
+
+
+def _linearly_scaled(rates: Mapping[str, float], from_batch: int, to_batch: int) -> dict[str, float]:
+    """``rates`` moved from batch ``from_batch`` to ``to_batch`` by the linear scaling rule."""
+    return {model: lr * to_batch / from_batch for model, lr in rates.items()}
+
 
 PROFILES: dict[str, Profile] = {
     "ci": Profile(
@@ -156,7 +171,7 @@ PROFILES: dict[str, Profile] = {
         # learns only at low rates under SGD, ResNet-18 at high ones.
         table_recipe={
             "rest_table1": {"epochs": 3, "batch_size": 64},
-            "rest_ablation": {"epochs": 3, "batch_size": 64, "lr": {"rest_lite_mini": 0.01, "resnet18_mini": 0.2}},
+            "rest_ablation": {"epochs": 3, "batch_size": 64, "lr": _CPU_ABLATION_RATES},
         },
         notebook_budget_s=45 * 60.0,
         data_difficulty="easy",
@@ -202,6 +217,9 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=10,
         bench_batch=64,
         num_workers=2,
+        # the same 32 px data as cpu: the ablation's per-model rates are cpu's, linearly scaled to batch
+        # 128 (not searched at this scale: no GPU has run a recipe search yet)
+        table_recipe={"rest_ablation": {"lr": _linearly_scaled(_CPU_ABLATION_RATES, 64, 128)}},
         notebook_budget_s=25 * 60.0,
         data_difficulty="easy",
         detection={
@@ -219,8 +237,8 @@ PROFILES: dict[str, Profile] = {
     ),
     "full": Profile(
         name="full",
-        description="one A100/H100-class GPU; the largest runs we offer",
-        image_size=64,
+        description="one A100/H100-class GPU; the largest runs we offer, at the papers' token geometry (112 px)",
+        image_size=FULL_IMAGE_SIZE,
         train_samples=100000,
         val_samples=10000,
         test_samples=10000,
@@ -232,7 +250,6 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=20,
         bench_batch=128,
         num_workers=8,
-        model_overrides=_FULL_OVERRIDES,
         train_mixup=True,
         data_difficulty="standard",
         # the published detector widths (FPN 256, box head 1024) on the small backbones
@@ -252,19 +269,66 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+def smoke_scale(profile: Profile) -> Profile:
+    """``profile`` shrunk to a few optimizer steps per run, every other setting kept.
+
+    Two training steps per epoch at the profile's (and each table's) batch size, one epoch
+    (classifier initialisations too), one evaluation batch for validation and test, a few figure
+    images and one benchmark repeat; the models, image size, recipes, batch sizes, workers, seeds,
+    mixed precision and detector settings stay the profile's. Numbers from it mean nothing: it checks
+    that the profile's code path runs.
+    """
+    batches = [profile.batch_size, *(r.get("batch_size", profile.batch_size) for r in profile.table_recipe.values())]
+    batch = max(batches)
+    tables = {name: {**recipe, "epochs": 1} for name, recipe in profile.table_recipe.items()}
+    detection = dict(profile.detection)
+    if detection:
+        det_batch = max(
+            [detection.get("batch_size", 1), *(t.get("batch_size", 1) for t in detection.get("tables", {}).values())]
+        )
+        shrink = {"train_samples": 2 * det_batch, "val_samples": 4, "test_samples": 4, "epochs": 1}
+        detection.update(shrink)
+        detection["tables"] = {
+            name: {
+                **t,
+                **{k: v for k, v in shrink.items() if k in t},
+                **({"init_epochs": 1} if "init_epochs" in t else {}),
+            }
+            for name, t in detection.get("tables", {}).items()
+        }
+    return replace(
+        profile,
+        description=f"{profile.description} (smoke scale: a few steps of every run, numbers meaningless)",
+        train_samples=2 * batch,
+        val_samples=2 * batch,
+        test_samples=2 * batch,
+        epochs=1,
+        table_recipe=tables,
+        figure_images=2,
+        diversity_images=min(profile.diversity_images, 8),
+        bench_repeats=1,
+        detection=detection,
+        scale="smoke",
+    )
+
+
 def default_profile_name() -> str:
     """``colab`` when a CUDA device is present, ``ci`` otherwise."""
     return "colab" if torch.cuda.is_available() else "ci"
 
 
 def get_profile(name: str | None = None) -> Profile:
-    """The active profile: ``name`` if given, else ``$TNT_REST_PROFILE``, else the default.
+    """The active profile: ``name`` if given, else ``$TNT_REST_PROFILE``, else the default, at the
+    scale ``$TNT_REST_SCALE`` sets (``smoke``: :func:`smoke_scale`).
 
-    An unknown name is a ``ValueError`` that lists the valid ones.
+    An unknown name or scale is a ``ValueError`` that lists the valid ones.
     """
     chosen = name or os.environ.get(ENV_VAR) or default_profile_name()
     key = chosen.strip().lower()
     if key not in PROFILES:
         source = "argument" if name else f"${ENV_VAR}"
         raise ValueError(f"Unknown profile '{chosen}' (from {source}). Valid profiles: {', '.join(PROFILES)}")
-    return PROFILES[key]
+    scale = (os.environ.get(SCALE_ENV_VAR) or "book").strip().lower()
+    if scale not in SCALES:
+        raise ValueError(f"Unknown scale '{scale}' (from ${SCALE_ENV_VAR}). Valid scales: {', '.join(SCALES)}")
+    return PROFILES[key] if scale == "book" else smoke_scale(PROFILES[key])

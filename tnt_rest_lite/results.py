@@ -49,7 +49,7 @@ def results_dir(profile: str | None = None) -> Path:
     """Folder of the active profile's results (created on demand)."""
     base = os.environ.get(ENV_VAR)
     root = Path(base) if base else (_repo_root() or Path.cwd()) / "results"
-    folder = root / get_profile(profile).name
+    folder = root / get_profile(profile).store_name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -90,7 +90,7 @@ def provenance(
     import timm
 
     record: dict[str, Any] = {
-        "profile": get_profile().name,
+        "profile": get_profile().store_name,
         "device": device_name(device),
         "torch": torch.__version__,
         "timm": timm.__version__,
