@@ -410,3 +410,15 @@ def test_colab_ablation_rates_are_cpus_linearly_scaled() -> None:
     assert (
         recipe("resnet", colab, 0, "rest_ablation", "rest_lite_mini").lr == 0.02
     )  # not 0.05, where cpu's search sat at chance
+
+
+def test_mean_std_of_seeds_with_an_empty_size_bin() -> None:
+    # COCO's APS of a test split without small objects is NaN for a seed: the spread is NaN, not a crash
+    import math
+
+    from tnt_rest_lite.experiments import mean_std
+
+    assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert mean_std([4.0]) == (4.0, None)
+    mean, std = mean_std([1.0, math.nan, 3.0])
+    assert math.isnan(mean) and math.isnan(std)

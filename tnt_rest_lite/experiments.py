@@ -255,9 +255,12 @@ _SPLITS: dict[tuple[Any, ...], tuple[Dataset, Dataset, Dataset]] = {}
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
-    """Mean and sample standard deviation (``None`` for a single value)."""
+    """Mean and sample standard deviation (``None`` for a single value); NaN where a value is NaN
+    (a COCO size bin without objects: ``statistics.stdev`` cannot take a NaN)."""
     mean = statistics.fmean(values)
-    return mean, (statistics.stdev(values) if len(values) > 1 else None)
+    if len(values) < 2:
+        return mean, None
+    return mean, (math.nan if any(math.isnan(v) for v in values) else statistics.stdev(values))
 
 
 def weights_path(prefix: str, name: str, seed: int, profile: Profile | None = None) -> Path:
