@@ -195,9 +195,8 @@ def sync_setup_cells(paths: list[Path] | None = None, commit: str | None = None)
     for path in paths or notebook_paths():
         nb = nbformat.read(path, as_version=4)
         code = [c for c in nb.cells if c.cell_type == "code"]
-        source = setup_cell_source(stamped_commit(code[0].source) if code else commit)
-        if commit is not None:
-            source = setup_cell_source(commit)
+        kept = commit if commit is not None else (stamped_commit(code[0].source) if code else None)
+        source = setup_cell_source(kept)
         if code and code[0].source == source and code[0].metadata.get("tags") == SETUP_CELL_TAGS:
             continue
         cell = nbformat.v4.new_code_cell(source, metadata={"tags": list(SETUP_CELL_TAGS)})

@@ -714,8 +714,7 @@ def train(
     optimizer = _build_optimizer(model, config)
     steps_per_epoch = len(_train_loader(train_set, config, 0, info, task.collate))
     scheduler = _build_scheduler(optimizer, config, steps_per_epoch)
-    amp = amp_enabled(config, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
     ema = ModelEmaV3(model, decay=config.ema_decay, device=device) if config.ema_decay else None
     eval_batch = config.eval_batch_size or 2 * config.batch_size
     val_loader = _val_loader(val_set, eval_batch, info, config.num_workers, task.collate)
