@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tnt_rest_lite import bench
-from tnt_rest_lite.registry import create_model
-from tnt_rest_lite.results import load_json
+from tnt_rest_lite.core.store import load_json
+from tnt_rest_lite.measure import bench
+from tnt_rest_lite.models._registry import create_model
 
 ROW_KEYS = {
     "model",
@@ -147,7 +147,7 @@ def test_cpu_peak_memory_covers_the_activations() -> None:
 
 def test_score_matrices_are_what_differs_between_emsa_and_msa() -> None:
     from tnt_rest_lite import create_model
-    from tnt_rest_lite.bench import score_matrix_mb
+    from tnt_rest_lite.measure.bench import score_matrix_mb
 
     # ResT-Lite at 224 px: stages of N = 56^2, 28^2, 14^2, 7^2 tokens, 1/2/4/8 heads, 2 blocks each;
     # MSA attends over all N tokens, EMSA over N / s^2 with s = 8, 4, 2, 1 (49 keys in every stage)

@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from tnt_rest_lite.data import (
-    DIFFICULTIES,
-    SHAPES,
-    TEXTURES,
-    SyntheticShapes,
-    build_dataset,
-    denormalize,
-    num_classes,
-)
+from tnt_rest_lite.core.normalization import denormalize
+from tnt_rest_lite.data.datasets import build_dataset, num_classes
+from tnt_rest_lite.data.synthetic import DIFFICULTIES, SHAPES, TEXTURES, SyntheticShapes
 from tnt_rest_lite.profiles import PROFILES
 
 

@@ -29,10 +29,10 @@ def _run(command: list[str], cwd: Path) -> None:
 def test_two_processes_match_one(tmp_path: Path):
     args = [*MODEL_ARGS, "--config", json.dumps({**CONFIG, "checkpoint_dir": str(tmp_path / "ckpt")})]
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    _run([*torchrun, "-m", "tnt_rest_lite.engine", *args, "--metrics-out", str(tmp_path / "ddp.json")], tmp_path)
+    _run([*torchrun, "-m", "tnt_rest_lite", "train", *args, "--metrics-out", str(tmp_path / "ddp.json")], tmp_path)
     single_args = [*MODEL_ARGS, "--config", json.dumps(CONFIG)]
     _run(
-        [sys.executable, "-m", "tnt_rest_lite.engine", *single_args, "--metrics-out", str(tmp_path / "one.json")],
+        [sys.executable, "-m", "tnt_rest_lite", "train", *single_args, "--metrics-out", str(tmp_path / "one.json")],
         tmp_path,
     )
 

@@ -9,21 +9,10 @@ import torch
 from torch import nn
 
 from tnt_rest_lite import create_model
-from tnt_rest_lite.detection import (
-    BACKBONES,
-    COCO_METRICS,
-    CocoFiles,
-    FeatureLevels,
-    SeparableMultiScaleRoIAlign,
-    build_backbone,
-    build_detector,
-    coco_evaluate,
-    detections_to_coco,
-    parameter_breakdown,
-    roi_align_separable,
-    to_coco,
-    vit_block_indices,
-)
+from tnt_rest_lite.detection.backbones import BACKBONES, FeatureLevels, build_backbone, vit_block_indices
+from tnt_rest_lite.detection.coco import COCO_METRICS, CocoFiles, coco_evaluate, detections_to_coco, to_coco
+from tnt_rest_lite.detection.detectors import build_detector, parameter_breakdown
+from tnt_rest_lite.detection.roi_align import SeparableMultiScaleRoIAlign, roi_align_separable
 
 MINI = [name for name, spec in BACKBONES.items() if not spec.full_size]
 FULL = [name for name, spec in BACKBONES.items() if spec.full_size]
@@ -280,7 +269,7 @@ def test_coco_files_read_a_dataset_on_disk(tmp_path) -> None:
 
 
 def test_synthetic_detection_splits_have_several_boxed_objects() -> None:
-    from tnt_rest_lite.detection import detection_dataset
+    from tnt_rest_lite.detection.datasets import detection_dataset
 
     train = detection_dataset("synthetic", "train", 40)
     test = detection_dataset("synthetic", "test", 40, label_offset=0)
@@ -326,7 +315,9 @@ class _Oracle(nn.Module):
 
 
 def test_evaluate_detector_on_an_oracle_and_a_real_detector() -> None:
-    from tnt_rest_lite.detection import detection_dataset, evaluate_detector, plot_detections, predict
+    from tnt_rest_lite.detection.datasets import detection_dataset
+    from tnt_rest_lite.detection.evaluate import evaluate_detector, predict
+    from tnt_rest_lite.detection.plots import plot_detections
 
     data = detection_dataset("synthetic", "val", 12)
     perfect = evaluate_detector(_Oracle(data), data, batch_size=5)
@@ -346,8 +337,11 @@ def _tiny_detector(seed: int = 0) -> nn.Module:
 
 
 def test_detection_trains_through_the_engine_and_resumes_exactly(tmp_path) -> None:
-    from tnt_rest_lite.detection import detection_dataset
-    from tnt_rest_lite.engine import CheckpointError, DetectionTask, TrainConfig, load_checkpoint, train
+    from tnt_rest_lite.detection.datasets import detection_dataset
+    from tnt_rest_lite.detection.task import DetectionTask
+    from tnt_rest_lite.train.checkpoint import CheckpointError, load_checkpoint
+    from tnt_rest_lite.train.config import TrainConfig
+    from tnt_rest_lite.train.loop import train
 
     train_set, val_set = detection_dataset("synthetic", "train", 12), detection_dataset("synthetic", "val", 6)
     config = dict(epochs=2, batch_size=4, lr=1e-3, warmup_epochs=1, progress=False)
@@ -382,15 +376,17 @@ def test_detection_trains_through_the_engine_and_resumes_exactly(tmp_path) -> No
     # a detection checkpoint never resumes a classification run
     with pytest.raises(CheckpointError, match="written by a detection run, not classification"):
         classifier = create_model("deit_s_mini", num_classes=20, img_size=64)
-        from tnt_rest_lite.data import SyntheticShapes
+        from tnt_rest_lite.data.synthetic import SyntheticShapes
 
         shapes = SyntheticShapes(8, 64, split="train")
         train(classifier, shapes, shapes, TrainConfig(**config, checkpoint_dir=folder))
 
 
 def test_detection_task_checks_its_inputs() -> None:
-    from tnt_rest_lite.detection import detection_dataset
-    from tnt_rest_lite.engine import DetectionTask, TrainConfig, train
+    from tnt_rest_lite.detection.datasets import detection_dataset
+    from tnt_rest_lite.detection.task import DetectionTask
+    from tnt_rest_lite.train.config import TrainConfig
+    from tnt_rest_lite.train.loop import train
 
     retina_labels = detection_dataset("synthetic", "train", 8, label_offset=0)
     with pytest.raises(
@@ -423,7 +419,7 @@ def test_resnet_backbones_freeze_mmdetections_stages() -> None:
 
 
 def test_detection_table_specs_are_complete() -> None:
-    from tnt_rest_lite.detection_experiments import DETECTION_TABLES, detection_table_spec
+    from tnt_rest_lite.experiments.detection import DETECTION_TABLES, detection_table_spec
 
     for spec in DETECTION_TABLES.values():
         keys = {d.key for d in spec.detectors}
@@ -446,8 +442,8 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     """The whole pipeline on a tiny profile: classifiers for the init, detectors, store, table, verdicts."""
     import dataclasses
 
-    from tnt_rest_lite import results
-    from tnt_rest_lite.detection_experiments import full_size_rows, run_detection_table
+    from tnt_rest_lite.core import store
+    from tnt_rest_lite.experiments.detection import full_size_rows, run_detection_table
     from tnt_rest_lite.profiles import PROFILES
 
     monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path / "results"))
@@ -494,9 +490,9 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     assert table["headers"][2:8] == ["AP ours", "AP paper", "Δ", "AP50 ours", "AP75 ours", "APS ours"]
     assert not any("paper" in h for h in table["headers"][5:])
     assert all(v["paired"] and v["verdict"] == "not testable" for v in table["verdicts"])
-    stored = results.load_json("rest_table2_verdicts")["data"]
+    stored = store.load_json("rest_table2_verdicts")["data"]
     assert [v["claim"] for v in stored] == [v["claim"] for v in table["verdicts"]]
-    from tnt_rest_lite.detection_experiments import (
+    from tnt_rest_lite.experiments.detection import (
         describe_detection_targets,
         plot_detection_curves,
         plot_stored_predictions,
@@ -513,8 +509,8 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
 
 
 def test_synthetic_scenes_label_by_class_or_by_shape() -> None:
-    from tnt_rest_lite.data import SHAPES, TEXTURES
-    from tnt_rest_lite.detection import detection_dataset
+    from tnt_rest_lite.data.synthetic import SHAPES, TEXTURES
+    from tnt_rest_lite.detection.datasets import detection_dataset
 
     by_class = detection_dataset("synthetic", "test", 6, difficulty="easy")
     by_shape = detection_dataset("synthetic", "test", 6, difficulty="easy", categories="shape", label_offset=0)
@@ -528,7 +524,7 @@ def test_synthetic_scenes_label_by_class_or_by_shape() -> None:
 
 
 def test_scene_objects_are_drawn_at_the_classifiers_scale() -> None:
-    from tnt_rest_lite.detection import detection_dataset
+    from tnt_rest_lite.detection.datasets import detection_dataset
 
     scenes = detection_dataset("synthetic", "train", 40, difficulty="easy")
     sides = torch.cat(
@@ -540,7 +536,7 @@ def test_scene_objects_are_drawn_at_the_classifiers_scale() -> None:
 
 
 def test_full_size_markdown_locates_the_vit_gap() -> None:
-    from tnt_rest_lite.detection_experiments import full_size_markdown
+    from tnt_rest_lite.experiments.detection import full_size_markdown
 
     def row(label: str, backbone: int, adapter: int, paper: float) -> dict:
         total = backbone + adapter + 3_000_000 + 15_000_000

@@ -9,18 +9,12 @@ import pytest
 import torch
 
 from tnt_rest_lite import create_model
-from tnt_rest_lite.data import SyntheticShapes
-from tnt_rest_lite.engine import (
-    CHECKPOINT_FORMAT,
-    CheckpointError,
-    TrainConfig,
-    evaluate,
-    load_checkpoint,
-    plot_history,
-    save_checkpoint,
-    seed_everything,
-    train,
-)
+from tnt_rest_lite.data.synthetic import SyntheticShapes
+from tnt_rest_lite.train.checkpoint import CHECKPOINT_FORMAT, CheckpointError, load_checkpoint, save_checkpoint
+from tnt_rest_lite.train.config import TrainConfig, seed_everything
+from tnt_rest_lite.train.curves import plot_history
+from tnt_rest_lite.train.evaluate import evaluate
+from tnt_rest_lite.train.loop import train
 
 TINY = {"embed_dim": 32, "depth": 1, "num_heads": 2, "patch_size": 8, "drop_path_rate": 0.1}
 
@@ -180,16 +174,17 @@ def test_plot_history(splits):
 
 
 def _summary(test_top1: list[float], chance: float = 5.0) -> dict:
-    from tnt_rest_lite.experiments import mean_std
+    from tnt_rest_lite.core.format import mean_std
 
     mean, std = mean_std(test_top1)
     return {"test_top1": test_top1, "test_top1_mean": mean, "test_top1_std": std, "chance_top1": chance}
 
 
 def test_recipes_and_run_model(splits):
-    from tnt_rest_lite.experiments import recipe, run_model
+    from tnt_rest_lite.experiments.recipes import recipe
+    from tnt_rest_lite.experiments.runs import run_model
+    from tnt_rest_lite.experiments.verdicts import accuracy_rows
     from tnt_rest_lite.profiles import get_profile
-    from tnt_rest_lite.tables import accuracy_rows
 
     profile = get_profile("ci")
     deit, resnet = recipe("deit", profile), recipe("resnet", profile)
@@ -223,7 +218,8 @@ def test_recipes_and_run_model(splits):
 
 
 def test_profile_sets_the_synthetic_difficulty_and_short_warm_up():
-    from tnt_rest_lite.experiments import load_splits, recipe
+    from tnt_rest_lite.experiments.recipes import recipe
+    from tnt_rest_lite.experiments.splits import load_splits
     from tnt_rest_lite.profiles import get_profile
 
     for name in ("ci", "cpu", "colab"):
@@ -238,10 +234,10 @@ def test_profile_sets_the_synthetic_difficulty_and_short_warm_up():
 
 
 def test_tables_are_read_back_from_the_store():
-    from tnt_rest_lite import results
-    from tnt_rest_lite.tables import load_runs
+    from tnt_rest_lite.core import store
+    from tnt_rest_lite.experiments.verdicts import load_runs
 
-    results.save_json("table_test_model_a", _summary([50.0, 52.0]), seed=[0, 1])
+    store.save_json("table_test_model_a", _summary([50.0, 52.0]), seed=[0, 1])
     summaries, provenance = load_runs("table_test", ["model_a"])
     assert summaries["model_a"]["test_top1"] == [50.0, 52.0]
     assert provenance[0].startswith("model_a: profile ci,") and "commit" in provenance[0]
@@ -252,7 +248,9 @@ def test_tables_are_read_back_from_the_store():
 def test_train_step_is_the_unrolled_step(splits):
     from torch.utils.data import DataLoader
 
-    from tnt_rest_lite.engine import ClassificationTask, build_optimizer, build_scheduler, train_step
+    from tnt_rest_lite.train.loop import train_step
+    from tnt_rest_lite.train.optim import build_optimizer, build_scheduler
+    from tnt_rest_lite.train.tasks import ClassificationTask
 
     train_set, _ = splits
     config = _config(mixup_alpha=0.0, cutmix_alpha=0.0, clip_grad=0.5)
@@ -281,15 +279,15 @@ def test_train_step_is_the_unrolled_step(splits):
 
 
 def test_a_non_finite_loss_names_its_update(splits, monkeypatch):
-    from tnt_rest_lite import engine
+    from tnt_rest_lite.train import loop, tasks
 
-    engine.check_finite(torch.tensor([1.0, 2.0]), first_update=7)  # finite: no error
+    loop.check_finite(torch.tensor([1.0, 2.0]), first_update=7)  # finite: no error
     with pytest.raises(FloatingPointError, match="loss is nan at update 9"):
-        engine.check_finite(torch.tensor([1.0, 2.0, float("nan"), float("inf")]), first_update=7)
+        loop.check_finite(torch.tensor([1.0, 2.0, float("nan"), float("inf")]), first_update=7)
     # in the loop: a window of 2 steps, the 3rd update diverges (lr far too high gives inf/nan quickly
     # for some models; a poisoned batch is certain): its number is named, within the window
-    monkeypatch.setattr(engine, "FINITE_CHECK_EVERY", 2)
-    real = engine.ClassificationTask.batch_loss
+    monkeypatch.setattr(loop, "FINITE_CHECK_EVERY", 2)
+    real = tasks.ClassificationTask.batch_loss
     calls = {"n": 0}
 
     def poisoned(self, net, batch, device, amp):
@@ -297,7 +295,7 @@ def test_a_non_finite_loss_names_its_update(splits, monkeypatch):
         calls["n"] += 1
         return (loss * float("nan") if calls["n"] == 3 else loss), n
 
-    monkeypatch.setattr(engine.ClassificationTask, "batch_loss", poisoned)
+    monkeypatch.setattr(tasks.ClassificationTask, "batch_loss", poisoned)
     with pytest.raises(FloatingPointError, match="at update 3"):
         train(_model(), *splits, _config(epochs=2, ema_decay=None))
 
@@ -359,7 +357,7 @@ def test_amp_and_grad_scaler_path_on_cpu(splits, tmp_path: Path):
     assert result.metrics["loss"] == pytest.approx(fp32["loss"], rel=1e-6, abs=1e-7)
     assert result.metrics["top1"] == fp32["top1"]
     # and the autocast really runs in float16 on this path
-    from tnt_rest_lite.engine import ClassificationTask
+    from tnt_rest_lite.train.tasks import ClassificationTask
 
     task = ClassificationTask()
     task.prepare(model, splits[0], config)
@@ -387,7 +385,7 @@ def test_empty_scaler_state_resumes_into_an_enabled_scaler(splits, tmp_path: Pat
 def test_run_model_checkpoints_every_epoch_and_resumes(splits, tmp_path: Path, monkeypatch):
     # a Colab disconnect in the middle of a run: re-running resumes from the last epoch and ends
     # where an uninterrupted run ends; a finished run is read back, not retrained
-    from tnt_rest_lite import experiments
+    from tnt_rest_lite.experiments import recipes, runs, weights
     from tnt_rest_lite.profiles import get_profile
 
     tiny = dataclasses.replace(get_profile("ci"), epochs=2, batch_size=16, model_overrides={"deit_s_mini": TINY})
@@ -395,13 +393,11 @@ def test_run_model_checkpoints_every_epoch_and_resumes(splits, tmp_path: Path, m
 
     def run(root: Path) -> dict:
         monkeypatch.setenv("TNT_REST_CHECKPOINTS", str(root))
-        return experiments.run_model(
-            "deit_s_mini", "deit", *splits, test_set, tiny, seeds=[0], progress=False, table="t"
-        )
+        return runs.run_model("deit_s_mini", "deit", *splits, test_set, tiny, seeds=[0], progress=False, table="t")
 
     whole = run(tmp_path / "whole")
     assert whole["resumed"] == [False]
-    real_train = experiments.train
+    real_train = runs.train
 
     def interrupted(*args, **kwargs):
         def stop(epoch: int, history: dict) -> None:
@@ -409,10 +405,10 @@ def test_run_model_checkpoints_every_epoch_and_resumes(splits, tmp_path: Path, m
 
         return real_train(*args, **kwargs, on_epoch_end=stop)
 
-    monkeypatch.setattr(experiments, "train", interrupted)
+    monkeypatch.setattr(runs, "train", interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "cut")
-    monkeypatch.setattr(experiments, "train", real_train)
+    monkeypatch.setattr(runs, "train", real_train)
     folders = list((tmp_path / "cut" / "ci" / "runs").iterdir())
     assert len(folders) == 1 and folders[0].name.startswith("t_deit_s_mini_seed0_")
     assert load_checkpoint(folders[0] / "last.pt")["epoch"] == 0
@@ -423,5 +419,5 @@ def test_run_model_checkpoints_every_epoch_and_resumes(splits, tmp_path: Path, m
     again = run(tmp_path / "cut")  # finished: read back from its checkpoint, the same numbers
     assert again["resumed"] == [True] and again["test_top1"] == whole["test_top1"]
     # another recipe (here: another batch size) gets its own folder, never another run's checkpoint
-    other = experiments.recipe("deit", dataclasses.replace(tiny, batch_size=8), 0)
-    assert experiments.run_checkpoint_dir("t", "deit_s_mini", 0, other, tiny) != folders[0]
+    other = recipes.recipe("deit", dataclasses.replace(tiny, batch_size=8), 0)
+    assert weights.run_checkpoint_dir("t", "deit_s_mini", 0, other, tiny) != folders[0]

@@ -9,13 +9,20 @@ import pytest
 import torch
 
 from tnt_rest_lite import create_model
-from tnt_rest_lite.complexity import count_params
-from tnt_rest_lite.data import SyntheticShapes, build_dataset
-from tnt_rest_lite.engine import TrainConfig, _train_loader, _val_loader, distributed_info, train
-from tnt_rest_lite.experiments import TABLES, attention_check, build_model, recipe, run_table
+from tnt_rest_lite.data.datasets import build_dataset
+from tnt_rest_lite.data.synthetic import SyntheticShapes
+from tnt_rest_lite.experiments.recipes import attention_check, build_model, recipe
+from tnt_rest_lite.experiments.tables import TABLES, run_table
+from tnt_rest_lite.experiments.verdicts import VERDICTS, verdict, verdict_rows, verdict_sentence
+from tnt_rest_lite.measure.complexity import count_params
+from tnt_rest_lite.measure.conventions import attention_geometry
+from tnt_rest_lite.measure.stats import welch_interval
 from tnt_rest_lite.profiles import PROFILES
-from tnt_rest_lite.rest import attention_geometry
-from tnt_rest_lite.tables import VERDICTS, verdict, verdict_rows, verdict_sentence, welch_interval
+from tnt_rest_lite.train.config import TrainConfig
+from tnt_rest_lite.train.distributed import distributed_info
+from tnt_rest_lite.train.loaders import build_train_loader as _train_loader
+from tnt_rest_lite.train.loaders import build_val_loader as _val_loader
+from tnt_rest_lite.train.loop import train
 
 TRAINED = sorted({(model, spec.recipe) for spec in TABLES.values() for model in spec.models})
 
@@ -158,7 +165,7 @@ def test_welch_interval_matches_scipy() -> None:
 
 
 def test_run_table_stores_structured_verdicts(tmp_path, monkeypatch) -> None:
-    from tnt_rest_lite import results
+    from tnt_rest_lite.core import store as core_store
 
     monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path / "results"))
     monkeypatch.setenv("TNT_REST_CHECKPOINTS", str(tmp_path / "checkpoints"))
@@ -167,14 +174,14 @@ def test_run_table_stores_structured_verdicts(tmp_path, monkeypatch) -> None:
         SyntheticShapes(n, 32, split, difficulty="easy") for split, n in (("train", 16), ("val", 8), ("test", 8))
     )
     table = run_table("rest_ablation", profile=p, splits=splits, progress=False)
-    stored = results.load_json("rest_ablation_verdicts")["data"]
+    stored = core_store.load_json("rest_ablation_verdicts")["data"]
     assert (
         stored == table["verdicts"]
         and stored[0]["n_seeds"] == 2
         and stored[0]["claim"].startswith("ResT-Lite (small) beats")
     )
     for model in ("rest_lite_mini", "resnet18_mini"):
-        summary = results.load_json(f"rest_ablation_{model}")["data"]
+        summary = core_store.load_json(f"rest_ablation_{model}")["data"]
         assert len(summary["test_top1"]) == len(summary["val_top1"]) == 2 and summary["test_samples"] == 8
         for seed in (0, 1):
             weights = tmp_path / "checkpoints" / "ci" / f"rest_ablation_{model}_seed{seed}.pt"
@@ -237,10 +244,10 @@ def test_fast_batches_equal_the_dataloader() -> None:
 
 
 def test_check_small_models_reports_and_catches_a_broken_size_relation(monkeypatch) -> None:
-    from tnt_rest_lite import experiments
+    from tnt_rest_lite.experiments import tables
 
     p = PROFILES["ci"]
-    text = experiments.check_small_models("rest_ablation", p)
+    text = tables.check_small_models("rest_ablation", p)
     assert (
         "resnet18_mini / rest_lite_mini" in text and "rest_lite_mini: 8 attention modules; keys per query [4]" in text
     )
@@ -249,13 +256,13 @@ def test_check_small_models_reports_and_catches_a_broken_size_relation(monkeypat
         TABLES["rest_ablation"],
         size_relation=dataclasses.replace(TABLES["rest_ablation"].size_relation, tolerance=0.01),
     )
-    monkeypatch.setitem(experiments.TABLES, "rest_ablation", tight)
+    monkeypatch.setitem(tables.TABLES, "rest_ablation", tight)
     with pytest.raises(AssertionError, match="expected within 1% of 1, the paper's size relation"):
-        experiments.check_small_models("rest_ablation", p)
+        tables.check_small_models("rest_ablation", p)
 
 
 def _summary(test: list[float], curve: list[float]) -> dict:
-    from tnt_rest_lite.experiments import mean_std
+    from tnt_rest_lite.core.format import mean_std
 
     mean, std = mean_std(test)
     return {
@@ -267,7 +274,7 @@ def _summary(test: list[float], curve: list[float]) -> dict:
 
 
 def test_describe_targets_on_hand_made_summaries() -> None:
-    from tnt_rest_lite.experiments import TARGET_BEST_TOP1, TARGET_TOP1, describe_targets
+    from tnt_rest_lite.experiments.recipes import TARGET_BEST_TOP1, TARGET_TOP1, describe_targets
 
     ok = {"a": _summary([TARGET_BEST_TOP1 + 1] * 3, [60, 71]), "b": _summary([TARGET_TOP1 + 1] * 3, [40, 51])}
     assert describe_targets({"summaries": ok}).endswith("Every model reaches its target.")
@@ -282,7 +289,8 @@ def test_describe_targets_on_hand_made_summaries() -> None:
 
 
 def test_verdict_and_results_markdown() -> None:
-    from tnt_rest_lite.tables import results_markdown, verdicts_markdown
+    from tnt_rest_lite.experiments.verdicts import verdicts_markdown
+    from tnt_rest_lite.report.results import results_markdown
 
     record = verdict("A beats B", "a", "b", {"test_top1": [60.0, 61.0, 62.0]}, {"test_top1": [50.0, 51.0, 52.0]})
     text = verdicts_markdown([record])
@@ -318,7 +326,7 @@ def test_verdict_and_results_markdown() -> None:
 
 
 def test_paired_interval_removes_the_shared_seed_spread() -> None:
-    from tnt_rest_lite.tables import paired_interval
+    from tnt_rest_lite.measure.stats import paired_interval
 
     # two measurements of three models whose levels differ a lot but whose differences do not
     first, last = [10.0, 20.0, 30.0], [11.0, 21.2, 30.8]
@@ -335,12 +343,12 @@ def test_paired_interval_removes_the_shared_seed_spread() -> None:
 
 
 def test_stored_verdicts_are_read_back_with_their_provenance(tmp_path, monkeypatch) -> None:
-    from tnt_rest_lite import results
-    from tnt_rest_lite.tables import stored_verdicts_markdown
+    from tnt_rest_lite.core import store as core_store
+    from tnt_rest_lite.report.results import stored_verdicts_markdown
 
     monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
     record = verdict("A beats B", "a", "b", {"test_top1": [60.0, 61.0, 62.0]}, {"test_top1": [50.0, 51.0, 52.0]})
-    results.save_json("fig_verdicts", [record], seed=[0, 1, 2])
+    core_store.save_json("fig_verdicts", [record], seed=[0, 1, 2])
     text = stored_verdicts_markdown(["fig_verdicts"])
     assert text.startswith("**`fig_verdicts`** (profile ") and "commit " in text
     assert "* A beats B: **holds** at our scale (+10.0 points" in text
@@ -349,8 +357,8 @@ def test_stored_verdicts_are_read_back_with_their_provenance(tmp_path, monkeypat
 
 
 def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None:
-    from tnt_rest_lite import results
-    from tnt_rest_lite.recipe_search import describe_searches, searches_report, stored_searches
+    from tnt_rest_lite.core import store as core_store
+    from tnt_rest_lite.experiments.recipe_search import describe_searches, searches_report, stored_searches
 
     monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path))
     run = {
@@ -362,7 +370,7 @@ def test_stored_searches_are_described_best_first(tmp_path, monkeypatch) -> None
         "model": "resnet18_mini",
         "val_top1": [20.0, 30.0],
     }
-    results.save_json(
+    core_store.save_json(
         "recipe_search_resnet18_mini",
         [{**run, "lr": 0.05, "final_val_top1": 30.0}, {**run, "lr": 0.2, "final_val_top1": 40.0}],
     )
@@ -416,7 +424,7 @@ def test_mean_std_of_seeds_with_an_empty_size_bin() -> None:
     # COCO's APS of a test split without small objects is NaN for a seed: the spread is NaN, not a crash
     import math
 
-    from tnt_rest_lite.experiments import mean_std
+    from tnt_rest_lite.core.format import mean_std
 
     assert mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
     assert mean_std([4.0]) == (4.0, None)

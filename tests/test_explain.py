@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from tnt_rest_lite import create_model
-from tnt_rest_lite.explain import (
+from tnt_rest_lite.explain.maps import (
     attention_entropy,
     attention_rollout,
     deletion_insertion,
@@ -24,7 +24,7 @@ from tnt_rest_lite.explain import (
     pointing_game,
     tokens_to_map,
 )
-from tnt_rest_lite.layers import capture_attention
+from tnt_rest_lite.layers.attention import capture_attention
 
 
 def test_captured_maps_equal_a_manual_recomputation() -> None:
@@ -198,7 +198,7 @@ def test_pointing_games() -> None:
 
 
 def test_grad_cam_from_the_package_finds_the_same_quarter() -> None:
-    from tnt_rest_lite.explain import grad_cam
+    from tnt_rest_lite.explain.maps import grad_cam
 
     torch.manual_seed(0)
     model = _Spot()
@@ -208,7 +208,7 @@ def test_grad_cam_from_the_package_finds_the_same_quarter() -> None:
 
 
 def test_cam_study_scores_every_model_seed_method_and_image() -> None:
-    from tnt_rest_lite.figures import cam_rows, cam_study
+    from tnt_rest_lite.experiments.figures import cam_rows, cam_study
 
     torch.manual_seed(0)
     seeds = [_Spot(), _Spot()]
@@ -242,7 +242,7 @@ def test_batched_deletion_curve_equals_the_step_by_step_protocol() -> None:
         if mode == "deletion":
             current, finish = image.clone(), torch.zeros_like(image)
         else:
-            from tnt_rest_lite.explain import gaussian_blur
+            from tnt_rest_lite.explain.maps import gaussian_blur
 
             current, finish = gaussian_blur(image, 9, 4.0), image
         expected = []

@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from tnt_rest_lite import create_model, experiments
-from tnt_rest_lite.figures import (
+from tnt_rest_lite import create_model
+from tnt_rest_lite.core import paths
+from tnt_rest_lite.experiments import runs, tables, weights
+from tnt_rest_lite.experiments.figures import (
     attention_measures,
     block_indices,
     class_token_maps,
@@ -83,30 +85,30 @@ def test_emsa_head_similarity_covers_every_multi_head_block() -> None:
 
 
 def test_trained_model_loads_saved_weights_and_names_a_mismatch(tmp_path, monkeypatch) -> None:
-    from tnt_rest_lite.engine import CheckpointError, save_checkpoint
+    from tnt_rest_lite.train.checkpoint import CheckpointError, save_checkpoint
 
-    monkeypatch.setenv(experiments.CHECKPOINTS_ENV_VAR, str(tmp_path))
+    monkeypatch.setenv(paths.CHECKPOINTS_ENV_VAR, str(tmp_path))
     p = PROFILES["ci"]
     torch.manual_seed(1)
     source = create_model("deit_s_mini")
-    save_checkpoint(experiments.weights_path("tnt_table1", "deit_s_mini", 0, p), {"model": source.state_dict()})
-    loaded = experiments.trained_model("tnt_table1", "deit_s_mini", 0, p)
+    save_checkpoint(weights.weights_path("tnt_table1", "deit_s_mini", 0, p), {"model": source.state_dict()})
+    loaded = tables.trained_model("tnt_table1", "deit_s_mini", 0, p)
     assert not loaded.training
     assert all(
         torch.equal(a, b) for a, b in zip(source.state_dict().values(), loaded.state_dict().values(), strict=True)
     )
     # weights of another model under this name: every mismatched key is named
-    save_checkpoint(experiments.weights_path("tnt_table1", "tnt_s_mini", 0, p), {"model": source.state_dict()})
+    save_checkpoint(weights.weights_path("tnt_table1", "tnt_s_mini", 0, p), {"model": source.state_dict()})
     with pytest.raises(KeyError, match="missing keys .*pixel_embed"):
-        experiments.trained_model("tnt_table1", "tnt_s_mini", 0, p)
-    bad = experiments.weights_path("tnt_table1", "deit_s_mini", 1, p)
+        tables.trained_model("tnt_table1", "tnt_s_mini", 0, p)
+    bad = weights.weights_path("tnt_table1", "deit_s_mini", 1, p)
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot be read"):
-        experiments.trained_model("tnt_table1", "deit_s_mini", 1, p)
+        tables.trained_model("tnt_table1", "deit_s_mini", 1, p)
 
 
 def test_the_authors_rest_checkpoint_loads_and_fails_clearly(tmp_path) -> None:
-    from tnt_rest_lite.rest import AUTHORS_REPOSITORY, load_authors_checkpoint
+    from tnt_rest_lite.models._weights import AUTHORS_REPOSITORY, load_authors_checkpoint
 
     torch.manual_seed(0)
     source = create_model("rest_lite")
@@ -129,7 +131,7 @@ def _verdicts_by_claim(records):
 
 
 def test_diversity_verdicts_read_the_direction_of_each_step() -> None:
-    from tnt_rest_lite.figures import diversity_verdicts, similarity_rows
+    from tnt_rest_lite.experiments.figures import diversity_verdicts, similarity_rows
 
     # trained: the conv raises the similarity, IN lowers it (the supplement); untrained: the reverse
     up_then_down = {
@@ -155,7 +157,7 @@ def test_diversity_verdicts_read_the_direction_of_each_step() -> None:
 
 
 def test_attention_verdicts_on_hand_made_studies() -> None:
-    from tnt_rest_lite.figures import (
+    from tnt_rest_lite.experiments.figures import (
         attention_measures_markdown,
         class_token_shares,
         depth_verdicts,
@@ -198,7 +200,7 @@ def test_attention_verdicts_on_hand_made_studies() -> None:
 
 
 def test_cam_verdicts_turn_deletion_around() -> None:
-    from tnt_rest_lite.figures import cam_verdicts
+    from tnt_rest_lite.experiments.figures import cam_verdicts
 
     def scores(deletion: float, other: float) -> dict:
         return {
@@ -218,12 +220,12 @@ def test_cam_verdicts_turn_deletion_around() -> None:
 
 
 def test_seed_accuracy_measures_each_model_on_the_test_split() -> None:
-    from tnt_rest_lite.data import build_dataset
+    from tnt_rest_lite.data.datasets import build_dataset
 
     test_set = build_dataset("synthetic", "test", 32, num_samples=40, seed=0)
     torch.manual_seed(0)
     models = [create_model("resnet18_mini", num_classes=20).eval() for _ in range(2)]
-    accuracy = experiments.seed_accuracy(models, test_set, batch_size=16)
+    accuracy = runs.seed_accuracy(models, test_set, batch_size=16)
     labels = test_set.batch(list(range(40)))["label"]
     with torch.no_grad():
         expected = [

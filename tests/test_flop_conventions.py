@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tnt_rest_lite.complexity import flop_convention_markdown, flop_convention_table
-from tnt_rest_lite.registry import create_model
-from tnt_rest_lite.rest import PUBLISHED_FLOPS_CONVENTION, flop_conventions
+from tnt_rest_lite.measure.complexity import flop_convention_markdown, flop_convention_table
+from tnt_rest_lite.measure.conventions import PUBLISHED_FLOPS_CONVENTION, flop_conventions
+from tnt_rest_lite.models._registry import create_model
 
 
 def test_flop_convention_table_matches_flop_conventions() -> None:
@@ -26,7 +26,7 @@ def test_fvcore_counts_layernorm_five_per_element() -> None:
     # book/conventions.md and chapter 01 state this count; it is fvcore's, measured here
     import torch
 
-    from tnt_rest_lite.complexity import count_flops
+    from tnt_rest_lite.measure.complexity import count_flops
 
     x = torch.zeros(1, 10, 8)
     assert count_flops(torch.nn.LayerNorm(8), x).total == 5 * x.numel()

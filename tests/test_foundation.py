@@ -16,13 +16,15 @@ import torch
 import yaml
 
 import tnt_rest_lite
-from tnt_rest_lite import book, create_model, list_models
-from tnt_rest_lite.complexity import count_flops, count_params
-from tnt_rest_lite.layers import Attention, DropPath, capture_attention
+from tnt_rest_lite import create_model, list_models
+from tnt_rest_lite.book import notebooks
+from tnt_rest_lite.core.store import load_json, provenance, save_json
+from tnt_rest_lite.layers.attention import Attention, capture_attention
+from tnt_rest_lite.layers.blocks import DropPath
+from tnt_rest_lite.measure.complexity import count_flops, count_params
+from tnt_rest_lite.models._registry import model_info
+from tnt_rest_lite.models._weights import load_timm
 from tnt_rest_lite.profiles import PROFILES, get_profile
-from tnt_rest_lite.registry import model_info
-from tnt_rest_lite.results import load_json, provenance, save_json
-from tnt_rest_lite.weights import load_timm
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,7 +51,7 @@ def test_unknown_override_is_clear_error() -> None:
 
 def test_timm_create_model_after_import() -> None:
     model = timm.create_model("deit_s_mini", num_classes=7)
-    assert type(model).__module__ == "tnt_rest_lite.deit"
+    assert type(model).__module__ == "tnt_rest_lite.models.deit"
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
 
 
@@ -258,7 +260,7 @@ def test_plain_fvcore_counts_attention_products_as_on_timm() -> None:
 def test_flops_without_attention_products_and_the_fused_handle() -> None:
     from fvcore.nn import FlopCountAnalysis
 
-    from tnt_rest_lite.complexity import sdpa_flop_handle
+    from tnt_rest_lite.measure.complexity import sdpa_flop_handle
 
     model = create_model("deit_s").eval()
     report = count_flops(model)
@@ -293,14 +295,14 @@ def test_flops_without_attention_products_and_the_fused_handle() -> None:
 
 def test_config_repository_matches_setup_cell_url() -> None:
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
-    assert config["repository"]["url"] == book.REPOSITORY_URL
+    assert config["repository"]["url"] == notebooks.REPOSITORY_URL
     assert config["execute"]["execute_notebooks"] == "off"
 
 
 def test_executed_notebook_stores_the_finished_progress_bar(tmp_path: Path) -> None:
     import nbformat
 
-    from tnt_rest_lite.book import execute_notebook
+    from tnt_rest_lite.book.notebooks import execute_notebook
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [
@@ -323,13 +325,13 @@ def test_executed_notebook_stores_the_finished_progress_bar(tmp_path: Path) -> N
 def test_every_notebook_starts_with_the_setup_cell() -> None:
     import nbformat
 
-    paths = book.notebook_paths(ROOT)
+    paths = notebooks.notebook_paths(ROOT)
     assert paths and paths[0].name == "00_tour.ipynb"
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         first_code = next(c for c in nb.cells if c.cell_type == "code")
-        commit = book.stamped_commit(first_code.source)
-        assert first_code.source == book.setup_cell_source(commit), path.name
+        commit = notebooks.stamped_commit(first_code.source)
+        assert first_code.source == notebooks.setup_cell_source(commit), path.name
         # Colab installs the commit the stored outputs were computed at: the one the run report printed
         printed = re.search(r"commit  : (\S+)", "".join(o.get("text", "") for o in first_code.outputs))
         assert commit is not None and re.fullmatch(r"[0-9a-f]{40}", commit), f"{path.name}: BOOK_COMMIT = {commit!r}"
@@ -337,12 +339,12 @@ def test_every_notebook_starts_with_the_setup_cell() -> None:
             f"{path.name}: the set-up cell installs {commit}, its outputs come from {printed and printed.group(1)}"
         )
         # hidden in the rendered book (Colab needs it, a reader does not), its output kept
-        assert first_code.metadata.get("tags") == book.SETUP_CELL_TAGS == ["remove-input"], path.name
+        assert first_code.metadata.get("tags") == notebooks.SETUP_CELL_TAGS == ["remove-input"], path.name
 
 
 def test_toc_lists_every_notebook_in_order() -> None:
     toc = (ROOT / "_toc.yml").read_text()
-    positions = [toc.find(f"notebooks/{p.stem}") for p in book.notebook_paths(ROOT)]
+    positions = [toc.find(f"notebooks/{p.stem}") for p in notebooks.notebook_paths(ROOT)]
     assert all(pos >= 0 for pos in positions), "a notebook is missing from _toc.yml"
     assert positions == sorted(positions)
 
@@ -380,7 +382,7 @@ def test_cli_rejects_unknown_profile_before_running(tmp_path: Path) -> None:
 
 
 def _run_setup_cell(prelude: str, commit: str | None = None) -> subprocess.CompletedProcess[str]:
-    code = prelude + "\n" + book.setup_cell_source(commit)
+    code = prelude + "\n" + notebooks.setup_cell_source(commit)
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
@@ -406,7 +408,7 @@ atexit.register(lambda: print("PIP", calls))
     sha = "0123456789abcdef0123456789abcdef01234567"
     proc = _run_setup_cell(prelude, commit=sha)
     assert proc.returncode == 0, proc.stderr
-    assert f"git+{book.REPOSITORY_URL}@{sha}" in proc.stdout and "'pip', 'install'" in proc.stdout
+    assert f"git+{notebooks.REPOSITORY_URL}@{sha}" in proc.stdout and "'pip', 'install'" in proc.stdout
     assert "profile : ci" in proc.stdout  # the run report follows the install
 
 
@@ -424,7 +426,7 @@ atexit.register(lambda: print("ENV", os.environ["TNT_REST_CHECKPOINTS"], os.envi
     code = (
         prelude
         + "\n"
-        + book.setup_cell_source("0" * 40).replace("PERSISTENT_DIR = None", f"PERSISTENT_DIR = {str(tmp_path)!r}")
+        + notebooks.setup_cell_source("0" * 40).replace("PERSISTENT_DIR = None", f"PERSISTENT_DIR = {str(tmp_path)!r}")
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env_free)
     assert proc.returncode == 0, proc.stderr
@@ -435,20 +437,23 @@ atexit.register(lambda: print("ENV", os.environ["TNT_REST_CHECKPOINTS"], os.envi
 def test_execute_stamps_the_commit_it_runs_at(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import nbformat
 
-    from tnt_rest_lite import results
-
     path = tmp_path / "00_x.ipynb"
     nb = nbformat.v4.new_notebook()
-    setup = nbformat.v4.new_code_cell(book.setup_cell_source(None), metadata={"tags": list(book.SETUP_CELL_TAGS)})
+    setup = nbformat.v4.new_code_cell(
+        notebooks.setup_cell_source(None), metadata={"tags": list(notebooks.SETUP_CELL_TAGS)}
+    )
     nb.cells = [setup, nbformat.v4.new_code_cell("1 + 1")]
     nbformat.write(nb, path)
-    monkeypatch.setattr(results, "git_commit", lambda: "f" * 40)
-    book.execute_notebook(path, profile="ci")
+    monkeypatch.setattr(notebooks, "git_commit", lambda: "f" * 40)
+    notebooks.execute_notebook(path, profile="ci")
     stamped = nbformat.read(path, as_version=4).cells[0]
-    assert stamped.source == book.setup_cell_source("f" * 40) and stamped.metadata["tags"] == book.SETUP_CELL_TAGS
-    assert book.stamped_commit(stamped.source) == "f" * 40
-    book.sync_setup_cells([path])  # a plain sync keeps the stamp
-    assert book.stamped_commit(nbformat.read(path, as_version=4).cells[0].source) == "f" * 40
+    assert (
+        stamped.source == notebooks.setup_cell_source("f" * 40)
+        and stamped.metadata["tags"] == notebooks.SETUP_CELL_TAGS
+    )
+    assert notebooks.stamped_commit(stamped.source) == "f" * 40
+    notebooks.sync_setup_cells([path])  # a plain sync keeps the stamp
+    assert notebooks.stamped_commit(nbformat.read(path, as_version=4).cells[0].source) == "f" * 40
 
 
 def test_book_build_uses_the_jupyter_book_beside_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -468,7 +473,7 @@ def test_book_build_uses_the_jupyter_book_beside_the_interpreter(monkeypatch: py
 
 
 def test_committed_summary_pages_are_what_the_results_give(tmp_path: Path) -> None:
-    from tnt_rest_lite.summary import write_pages
+    from tnt_rest_lite.report.summary import write_pages
 
     (tmp_path / "book").mkdir()
     for generated in write_pages(tmp_path, ROOT / "results"):
@@ -481,7 +486,7 @@ def test_committed_summary_pages_are_what_the_results_give(tmp_path: Path) -> No
 def test_summary_marks_missing_results_and_names_every_run(tmp_path: Path) -> None:
     import shutil
 
-    from tnt_rest_lite.summary import ITEMS, Store, item_status, summary_markdown, supplements_markdown
+    from tnt_rest_lite.report.summary import ITEMS, Store, item_status, summary_markdown, supplements_markdown
 
     results = tmp_path / "results"
     shutil.copytree(ROOT / "results" / "cpu", results / "cpu")
@@ -563,7 +568,7 @@ def _widget_notebook() -> Any:
 
 def test_stored_widgets_become_what_they_last_showed() -> None:
     nb = _widget_notebook()
-    assert book.finish_progress_widgets(nb) == 2
+    assert notebooks.finish_progress_widgets(nb) == 2
     bar = nb.cells[0].outputs
     assert [o.output_type for o in bar] == ["stream"]
     assert bar[0].text == "train seed 0: 100%|██████████| 512/512 [01:02<00:00, 8.2step/s]\n"
@@ -576,7 +581,7 @@ def test_stored_widgets_become_what_they_last_showed() -> None:
 def test_no_committed_notebook_needs_a_widget_manager() -> None:
     import nbformat
 
-    for path in book.notebook_paths(ROOT):
+    for path in notebooks.notebook_paths(ROOT):
         nb = nbformat.read(path, as_version=4)
         views = [
             o
@@ -584,7 +589,7 @@ def test_no_committed_notebook_needs_a_widget_manager() -> None:
             for o in c.get("outputs", [])
             if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
         ]
-        assert not views and "widgets" not in nb.metadata, f"{path.name}: run book.finish_progress_widgets"
+        assert not views and "widgets" not in nb.metadata, f"{path.name}: run notebooks.finish_progress_widgets"
 
 
 def test_committed_outputs_name_one_commit_and_no_local_paths() -> None:
@@ -596,7 +601,7 @@ def test_committed_outputs_name_one_commit_and_no_local_paths() -> None:
     commit = re.compile(r"commit[^0-9a-f]{0,12}([0-9a-f]{7,40})")
     local_path = re.compile(r"PosixPath\(|(?<![\w.:/])/(?:home|root|tmp|work|Users|content)/")
     unfinished_bar = re.compile(r"\s0%\|")
-    for path in book.notebook_paths(ROOT):
+    for path in notebooks.notebook_paths(ROOT):
         nb = nbformat.read(path, as_version=4)
         texts = [json.dumps(o) for c in nb.cells for o in c.get("outputs", [])]
         commits = {m[:7] for text in texts for m in commit.findall(text)}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tnt_rest_lite import results
 from tnt_rest_lite.__main__ import main
+from tnt_rest_lite.core import store
 
 
 def test_gpu_check_refuses_without_a_gpu(monkeypatch):
@@ -25,7 +25,7 @@ def test_gpu_check_path_on_cpu(capsys):
         )
         == 0
     )
-    report = results.load_json("gpu_check")
+    report = store.load_json("gpu_check")
     assert report["provenance"]["steps"] == 1
     # colab only: full's path is the same code at 112 px (its geometry is tested in test_experiments), ~4x slower here
     for name, size in (("colab", 32),):

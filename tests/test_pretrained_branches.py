@@ -52,12 +52,13 @@ def stub_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
 def _run_branch(source: str, replacements: dict[str, str]) -> dict[str, object]:
     import matplotlib.pyplot as plt
 
-    from tnt_rest_lite import explain, figures
+    from tnt_rest_lite.experiments import figures
+    from tnt_rest_lite.explain import plots
 
     for old, new in replacements.items():
         assert old in source, f"the cell no longer contains {old!r}"
         source = source.replace(old, new, 1)
-    namespace: dict[str, object] = {"torch": torch, "plt": plt, "figures": figures, "explain": explain}
+    namespace: dict[str, object] = {"torch": torch, "plt": plt, "figures": figures, "plots": plots}
     shown: list[object] = []
     original_show = plt.show
     plt.show = lambda *a, **k: shown.append(plt.gcf())  # type: ignore[assignment]
@@ -82,7 +83,7 @@ def test_07_pretrained_branch_draws_both_figures(stub_hub: list[str]) -> None:
 
 def test_each_published_model_is_normalised_by_its_own_data_config() -> None:
     from tnt_rest_lite import create_model
-    from tnt_rest_lite.images import photo_batch
+    from tnt_rest_lite.data.images import photo_batch
 
     x_deit, rgb_deit = photo_batch(["chelsea"], create_model("deit_s"))
     x_tnt, rgb_tnt = photo_batch(["chelsea"], create_model("tnt_s"))
@@ -109,7 +110,7 @@ def test_08_pretrained_branch_accepts_every_checkpoint_layout(layout: str, stub_
     path = tmp_path / "rest_lite.pth"
     torch.save(saved, path)
     if layout != "raw":  # the other layouts are checked by reading them back; one full figure run is enough
-        from tnt_rest_lite.rest import load_authors_checkpoint
+        from tnt_rest_lite.models._weights import load_authors_checkpoint
 
         loaded = load_authors_checkpoint("rest_lite", path).state_dict()
         assert all(torch.equal(loaded[k], weights[k]) for k in weights)
@@ -130,7 +131,7 @@ def test_08_pretrained_branch_accepts_every_checkpoint_layout(layout: str, stub_
 
 
 def test_a_checkpoint_without_a_state_dict_is_a_clear_error(tmp_path: Path) -> None:
-    from tnt_rest_lite.rest import load_authors_checkpoint
+    from tnt_rest_lite.models._weights import load_authors_checkpoint
 
     path = tmp_path / "rest_lite.pth"
     torch.save({"epoch": 3, "optimizer": {"lr": 0.1}}, path)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tnt_rest_lite import registry
+from tnt_rest_lite.models import _registry
 
 
 def test_fallback_prints_one_line(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr(registry, "_hub_reachable", lambda *a, **k: False)
-    model, pretrained = registry.create_pretrained_or_random("rest_lite_mini")
+    monkeypatch.setattr(_registry, "_hub_reachable", lambda *a, **k: False)
+    model, pretrained = _registry.create_pretrained_or_random("rest_lite_mini")
     out, err = capfd.readouterr()
     assert not pretrained and model is not None
     lines = [line for line in (out + err).splitlines() if line.strip()]
@@ -19,8 +19,8 @@ def test_fallback_prints_one_line(monkeypatch: pytest.MonkeyPatch, capfd: pytest
 
 def test_fallback_when_the_hub_fails(monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
     # reachable, but the download fails (e.g. DNS of the file host): still one line, no noise
-    monkeypatch.setattr(registry, "_hub_reachable", lambda *a, **k: True)
-    real = registry.create_model
+    monkeypatch.setattr(_registry, "_hub_reachable", lambda *a, **k: True)
+    real = _registry.create_model
 
     def failing(name: str, pretrained: bool = False, **kwargs: object):  # noqa: ANN202
         if pretrained:
@@ -32,8 +32,8 @@ def test_fallback_when_the_hub_fails(monkeypatch: pytest.MonkeyPatch, capfd: pyt
             raise RuntimeError("Could not fetch the pretrained weights")
         return real(name, **kwargs)
 
-    monkeypatch.setattr(registry, "create_model", failing)
-    _, pretrained = registry.create_pretrained_or_random("rest_lite_mini")
+    monkeypatch.setattr(_registry, "create_model", failing)
+    _, pretrained = _registry.create_pretrained_or_random("rest_lite_mini")
     out, err = capfd.readouterr()
     assert not pretrained
     assert len([line for line in (out + err).splitlines() if line.strip()]) == 1

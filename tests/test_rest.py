@@ -7,11 +7,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tnt_rest_lite.complexity import count_flops, count_params
-from tnt_rest_lite.gl import GroupLinear, group_linear_flops, group_linear_params
-from tnt_rest_lite.layers import Attention, TransformerBlock, capture_attention
-from tnt_rest_lite.registry import create_model
-from tnt_rest_lite.rest import PA, PatchEmbed, ResT, Stem, paper_convention_flops
+from tnt_rest_lite.layers.attention import Attention, capture_attention
+from tnt_rest_lite.layers.blocks import TransformerBlock
+from tnt_rest_lite.layers.group_linear import GroupLinear
+from tnt_rest_lite.measure.complexity import count_flops, count_params
+from tnt_rest_lite.measure.conventions import paper_convention_flops
+from tnt_rest_lite.measure.group_linear import group_linear_flops, group_linear_params
+from tnt_rest_lite.models._registry import create_model
+from tnt_rest_lite.models.rest import PA, PatchEmbed, ResT, Stem
 
 # ---------------------------------------------------------------- parameter counts by hand
 
@@ -376,8 +379,8 @@ def test_paper_convention_attention_products_by_hand() -> None:
 
 
 def test_published_flops_column_is_the_module_count() -> None:
+    from tnt_rest_lite.measure.conventions import FLOP_CONVENTIONS, PUBLISHED_FLOPS_CONVENTION, flop_conventions
     from tnt_rest_lite.reference import REST_TABLE1
-    from tnt_rest_lite.rest import FLOP_CONVENTIONS, PUBLISHED_FLOPS_CONVENTION, flop_conventions
 
     counts = {name: flop_conventions(create_model(name)) for name in ("rest_lite_msa", "rest_lite")}
     for c in counts.values():

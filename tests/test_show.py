@@ -8,9 +8,9 @@ import textwrap
 import pytest
 import torch
 
-from tnt_rest_lite.layers import Attention
-from tnt_rest_lite.show import check_shape, show_source, source_of
-from tnt_rest_lite.tnt import PixelEmbed
+from tnt_rest_lite.book.show import check_shape, show_source, source_of
+from tnt_rest_lite.layers.attention import Attention
+from tnt_rest_lite.models.tnt import PixelEmbed
 
 
 def test_source_of_is_the_objects_own_source():

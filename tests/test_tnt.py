@@ -6,21 +6,13 @@ import pytest
 import timm
 import torch
 
-from tnt_rest_lite.complexity import count_flops, count_params
-from tnt_rest_lite.layers import Attention, TransformerBlock, capture_attention
-from tnt_rest_lite.registry import create_model
-from tnt_rest_lite.tnt import (
-    COMPONENTS,
-    TNT,
-    PixelEmbed,
-    PixelToPatch,
-    SqueezeExcite,
-    TNTBlock,
-    TNTConfig,
-    complexity_breakdown,
-    se_extra_params,
-)
-from tnt_rest_lite.weights import load_timm
+from tnt_rest_lite.layers.attention import Attention, capture_attention
+from tnt_rest_lite.layers.blocks import TransformerBlock
+from tnt_rest_lite.measure.complexity import count_flops, count_params
+from tnt_rest_lite.measure.conventions import COMPONENTS, complexity_breakdown, se_extra_params
+from tnt_rest_lite.models._registry import create_model
+from tnt_rest_lite.models._weights import load_timm
+from tnt_rest_lite.models.tnt import TNT, PixelEmbed, PixelToPatch, SqueezeExcite, TNTBlock, TNTConfig
 
 
 def _perturb(model: torch.nn.Module, std: float = 0.05) -> None:

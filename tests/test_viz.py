@@ -13,10 +13,11 @@ import torch
 from matplotlib.container import ErrorbarContainer
 from matplotlib.image import AxesImage
 
-from tnt_rest_lite import figures, viz
-from tnt_rest_lite.detection_experiments import plot_detection_curves
-from tnt_rest_lite.engine import plot_history
-from tnt_rest_lite.recipe_search import plot_search
+from tnt_rest_lite.core import viz
+from tnt_rest_lite.experiments.detection import plot_detection_curves
+from tnt_rest_lite.experiments.recipe_search import plot_search
+from tnt_rest_lite.explain import plots
+from tnt_rest_lite.train.curves import plot_history
 
 PERCEPTUAL = {"viridis", "magma", "inferno", "cividis", "plasma"}
 
@@ -60,7 +61,7 @@ def _patch_maps():
 
 
 def test_patch_attention_one_scale_one_colorbar_uniform_is_flat():
-    fig = figures.plot_patch_attention(_patch_maps(), [0, 1, 2])
+    fig = plots.plot_patch_attention(_patch_maps(), [0, 1, 2])
     images = _images(fig)
     assert len(images) == 6
     assert len({(im.norm.vmin, im.norm.vmax) for im in images}) == 1  # one shared norm
@@ -83,7 +84,7 @@ def test_patch_attention_one_scale_one_colorbar_uniform_is_flat():
 
 
 def test_patch_attention_draws_token_grid():
-    fig = figures.plot_patch_attention(_patch_maps(), [0])
+    fig = plots.plot_patch_attention(_patch_maps(), [0])
     ax = _images(fig)[0].axes
     assert len(ax.lines) == 2 * (16 - 1)  # one line at every inner token boundary, both directions
 
@@ -95,7 +96,7 @@ def test_class_attention_overlay_token_resolution_shared_scale():
     masks[:, 8:20, 8:20] = 1
     peaked = torch.softmax(3 * torch.randn(2, 16, generator=g), -1).reshape(2, 4, 4)
     overlays = {"peaked": peaked, "even": torch.full((2, 4, 4), 1 / 16)}
-    fig = figures.plot_class_attention(images, overlays, masks)
+    fig = plots.plot_class_attention(images, overlays, masks)
     heat = [im for im in _images(fig) if im.get_alpha() is not None]
     assert len(heat) == 4  # 2 images x 2 maps, drawn over the images
     assert len({(im.norm.vmin, im.norm.vmax) for im in heat}) == 1
@@ -111,7 +112,7 @@ def test_class_attention_overlay_token_resolution_shared_scale():
 
 def test_cam_overlays_fixed_unit_scale():
     images = torch.rand(1, 32, 32, 3)
-    fig = figures.plot_cam_overlays(images, {"cam": torch.rand(1, 32, 32) * 0.5}, grid=4)
+    fig = plots.plot_cam_overlays(images, {"cam": torch.rand(1, 32, 32) * 0.5}, grid=4)
     heat = [im for im in _images(fig) if im.get_alpha() is not None]
     assert (heat[0].norm.vmin, heat[0].norm.vmax) == (0.0, 1.0)
     assert len(heat[0].axes.lines) == 2 * 3  # the layer's 4x4 cells
@@ -119,8 +120,8 @@ def test_cam_overlays_fixed_unit_scale():
 
 
 def test_head_similarity_one_fixed_scale():
-    sim = {k: torch.rand(4, 4) * 2 - 1 for k in figures.DIVERSITY_STEPS}
-    fig = figures.plot_head_similarity(sim, "block")
+    sim = {k: torch.rand(4, 4) * 2 - 1 for k in plots.DIVERSITY_STEPS}
+    fig = plots.plot_head_similarity(sim, "block")
     images = _images(fig)
     assert {(im.norm.vmin, im.norm.vmax) for im in images} == {(-1.0, 1.0)}
     assert _colorbars(fig) == 1
@@ -133,10 +134,10 @@ def _errorbars(ax) -> list[ErrorbarContainer]:
 
 def test_block_similarity_bars_carry_seed_spread():
     summaries = {
-        state: {f"stage{s}.0": {k: [0.1 * s, 0.2 * s, 0.15 * s] for k in figures.DIVERSITY_STEPS} for s in (2, 3)}
+        state: {f"stage{s}.0": {k: [0.1 * s, 0.2 * s, 0.15 * s] for k in plots.DIVERSITY_STEPS} for s in (2, 3)}
         for state in ("trained", "untrained")
     }
-    fig = figures.plot_block_similarity(summaries)
+    fig = plots.plot_block_similarity(summaries)
     for ax in fig.axes:
         bars = [c for c in ax.containers if not isinstance(c, ErrorbarContainer)]
         errs = _errorbars(ax)
@@ -148,7 +149,7 @@ def test_block_similarity_bars_carry_seed_spread():
 
 def test_mask_share_bars_with_error_bars_and_outside_legend():
     shares = {m: {k: [20.0 + i, 30.0 + i, 40.0] for i, k in enumerate(("block1", "rollout"))} for m in ("A", "B")}
-    fig = figures.plot_mask_share(shares, 25.0)
+    fig = plots.plot_mask_share(shares, 25.0)
     ax = fig.axes[0]
     assert len(_errorbars(ax)) == 2
     _assert_legend_outside(fig, ax)

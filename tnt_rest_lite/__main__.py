@@ -1,4 +1,4 @@
-"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train-bench | gpu-check | sync-setup | models``."""
+"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train | train-bench | gpu-check | sync-setup | models``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .book import execute_notebook, notebook_paths, repo_root, sync_setup_cells
+from tqdm.auto import tqdm
+
+from .book.notebooks import execute_notebook, notebook_paths, sync_setup_cells
+from .core.paths import repo_root
+from .experiments import gpu_check, recipe_search, train_bench, train_cli
+from .measure import bench
+from .models import list_models
+from .report.summary import write_pages
 
 
 def build_book() -> int:
@@ -22,10 +29,11 @@ def build_book() -> int:
 
 # Sub-commands that are whole modules with their own command line (``module.main(argv) -> int``).
 PASS_THROUGH = {
-    "bench": "bench",
-    "train-bench": "train_bench",
-    "recipe-search": "recipe_search",
-    "gpu-check": "gpu_check",
+    "bench": bench,
+    "train": train_cli,
+    "train-bench": train_bench,
+    "recipe-search": recipe_search,
+    "gpu-check": gpu_check,
 }
 
 
@@ -33,9 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] and argv[0] in PASS_THROUGH:
         # These tools parse their own options; argparse's REMAINDER would not capture "--batch 8".
-        import importlib
-
-        return importlib.import_module(f".{PASS_THROUGH[argv[0]]}", __package__).main(argv[1:])
+        return PASS_THROUGH[argv[0]].main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", help="re-execute every notebook (writing outputs back), then build the book")
@@ -45,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("notebooks", nargs="+", type=Path)
     ex.add_argument("--profile")
     sub.add_parser("summary", help="write book/summary.md and book/supplements.md from the stored results")
-    sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book")
+    sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book.notebooks")
     sub.add_parser("models", help="list the registered models")
+    sub.add_parser("train", help="train one registered model with the engine, also under torchrun (see train --help)")
     sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
     sub.add_parser("train-bench", help="training time and img/s of every small model against the profile budget")
     sub.add_parser("gpu-check", help="the colab/full training path timed on one GPU, with chapter estimates")
@@ -56,12 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "models":
-        from .registry import list_models
-
         print("\n".join(list_models()))
     elif args.command == "summary":
-        from .summary import write_pages
-
         for path in write_pages():
             print(f"wrote {path}")
     elif args.command == "sync-setup":
@@ -69,14 +72,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated {path}")
     elif args.command in ("reproduce", "execute"):
         paths = notebook_paths() if args.command == "reproduce" else args.notebooks
-        from tqdm.auto import tqdm
-
         for path in tqdm(paths, desc="notebooks", unit="nb"):
             seconds = execute_notebook(path, profile=args.profile)
             tqdm.write(f"{path.name}: {seconds:.1f} s")
         if args.command == "reproduce":
-            from .summary import write_pages
-
             write_pages()  # the summary and coverage pages from the results the run just stored
             if not args.no_book:
                 return build_book()

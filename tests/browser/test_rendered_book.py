@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tnt_rest_lite.browser import check_book, html_pages, source_tables
+from tnt_rest_lite.book.browser import check_book, html_pages, source_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "_build" / "html"

@@ -1,0 +1,741 @@
+"""The two detection tables at small scale: TNT's Table 2 (Faster R-CNN) and ResT's Table 2 (RetinaNet).
+
+One spec per table (:data:`DETECTION_TABLES`) says which detectors it trains, from which trained
+classifiers their backbones start, what the paper published and which orderings it claims. One
+function runs any of them (:func:`run_detection_table`): every detector over the profile's seeds
+through :func:`tnt_rest_lite.engine.train` with :class:`~tnt_rest_lite.engine.DetectionTask`
+(progress bars, atomic checkpoints, exact resume, AMP on CUDA), COCO AP with pycocotools on the
+held-out test split, results stored with provenance, verdicts with confidence intervals.
+
+The small detectors are the published ones scaled down with their backbones: the same torchvision
+``FasterRCNN`` / ``RetinaNet`` on the same feature levels, with a narrower FPN, a narrower box head
+and fewer sampled proposals (the profile's ``detection`` settings; a synthetic 64 px image has 1 to
+4 objects, not COCO's 7 on average at 800 px). The full-size detectors are built too, for the
+parameter columns (:func:`full_size_rows`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import reference
+from ..core import store, viz
+from ..core.format import format_mean_std, markdown_table, mean_std
+from ..core.normalization import SYNTHETIC_MEAN, SYNTHETIC_STD
+from ..detection.coco import COCO_METRICS
+from ..detection.datasets import DETECTION_IMAGE_SIZE, detection_dataset
+from ..detection.detectors import build_detector, parameter_breakdown
+from ..detection.evaluate import evaluate_detector, predict
+from ..detection.task import DetectionTask
+from ..measure.complexity import count_params
+from ..profiles import Profile, get_profile
+from ..train.config import TrainConfig, seed_everything
+from ..train.loop import train
+from .tables import trained_model
+from .verdicts import Claim, load_runs, verdict
+from .weights import weights_path
+
+__all__ = [
+    "Detector",
+    "DetectionTableSpec",
+    "DETECTION_TABLES",
+    "detection_table_spec",
+    "detection_recipe",
+    "detection_splits",
+    "build_small_detector",
+    "classifier_weights",
+    "run_detector",
+    "run_detection_table",
+    "describe_detection_table",
+    "full_size_rows",
+    "full_size_markdown",
+    "detection_rows",
+    "detection_verdicts",
+    "detection_summary",
+    "plot_detection_curves",
+    "plot_stored_predictions",
+    "describe_detection_targets",
+    "describe_detection_reference",
+    "AP50_FLOOR",
+]
+
+
+# Below this test AP50 a detector has learnt too little to be compared ("not testable"): it finds
+# fewer than one object in ten at the loosest overlap COCO scores.
+AP50_FLOOR = 10.0
+
+
+@dataclass(frozen=True)
+class Detector:
+    """One row of a detection table: a detector kind on a backbone, started from a trained classifier.
+
+    ``init_table`` names the classification table (``experiments.TABLES``) whose recipe trained
+    the backbone's weights (:func:`tnt_rest_lite.experiments.trained_model`: read from the
+    checkpoints, or trained when absent). Detector seed ``s`` starts from classifier seed ``s``,
+    or, with ``init_seeds=k``, from classifier seed ``s mod k`` (classifiers that no chapter
+    trains are trained once, not once per detector seed).
+    """
+
+    key: str  # the results name and row key, e.g. "rest_small_mini_ln"
+    backbone: str  # a name of detection.BACKBONES (a small counterpart)
+    init_table: str
+    stage_norm: bool = False
+    init_seeds: int | None = None
+
+    def init_seed(self, seed: int) -> int:
+        """The classifier seed detector seed ``seed`` starts from."""
+        return seed if self.init_seeds is None else seed % self.init_seeds
+
+
+@dataclass(frozen=True)
+class DetectionTableSpec:
+    """A regenerated detection table: detectors, the published rows and the claimed orderings.
+
+    ``paper`` maps each detector key to ``(row of the reference table, {our metric: its column})``;
+    ``full_size`` lists the published detectors ``(label, backbone, stage_norm, reference row)``
+    whose parameters are counted at full size; ``paired`` claims compare detectors whose seeds
+    share the classifier initialisation and the data order (judged on the per-seed differences).
+    """
+
+    prefix: str
+    title: str
+    kind: str
+    detectors: tuple[Detector, ...]
+    labels: Mapping[str, str]
+    reference_table: str
+    paper: Mapping[str, tuple[str, Mapping[str, str]]]
+    claims: tuple[Claim, ...]
+    full_size: tuple[tuple[str, str, bool, str], ...]
+    source: str
+    metrics: tuple[str, ...] = COCO_METRICS
+    paired: bool = False
+
+    def reference(self) -> dict[str, dict[str, float]]:
+
+        return dict(getattr(reference, self.reference_table))
+
+    def paper_value(self, key: str, metric: str) -> float | None:
+        row, columns = self.paper[key]
+        column = columns.get(metric)
+        return None if column is None else self.reference()[row].get(column)
+
+
+_TNT_COLUMNS = {"AP": "ap", "AP50": "ap50", "AP75": "ap75", "APS": "aps", "APM": "apm", "APL": "apl"}
+
+DETECTION_TABLES: dict[str, DetectionTableSpec] = {
+    "tnt_table2": DetectionTableSpec(
+        prefix="tnt_table2",
+        title="TNT supplement, Table 2: Faster R-CNN + FPN on ResNet-50, DeiT-S and TNT-S",
+        kind="faster_rcnn",
+        detectors=(
+            Detector("resnet50_mini", "resnet50_mini", "rest_table1"),
+            Detector("deit_s_mini", "deit_s_mini", "tnt_table1"),
+            Detector("tnt_s_mini", "tnt_s_mini", "tnt_table1"),
+        ),
+        labels={"resnet50_mini": "ResNet-50 (small)", "deit_s_mini": "DeiT-S (small)", "tnt_s_mini": "TNT-S (small)"},
+        reference_table="TNT_TABLE2",
+        paper={
+            "resnet50_mini": ("resnet50", _TNT_COLUMNS),
+            "deit_s_mini": ("deit_s", _TNT_COLUMNS),
+            "tnt_s_mini": ("tnt_s", _TNT_COLUMNS),
+        },
+        claims=(
+            Claim("tnt_s_mini", "deit_s_mini"),
+            Claim("deit_s_mini", "resnet50_mini"),
+            Claim("tnt_s_mini", "resnet50_mini"),
+        ),
+        full_size=(
+            ("ResNet-50", "resnet50", False, "resnet50"),
+            ("DeiT-S", "deit_s", False, "deit_s"),
+            ("TNT-S", "tnt_s", False, "tnt_s"),
+        ),
+        source="TNT supplement §3, Table 2 (COCO val2017, 12 epochs, mmdetection)",
+    ),
+    "rest_table2": DetectionTableSpec(
+        prefix="rest_table2",
+        title="ResT supplement, Table 2: RetinaNet + FPN on ResT, with and without LayerNorm on the stage outputs",
+        kind="retinanet",
+        detectors=(
+            Detector("rest_small_mini", "rest_small_mini", "rest_table1", init_seeds=1),
+            Detector("rest_small_mini_ln", "rest_small_mini", "rest_table1", stage_norm=True, init_seeds=1),
+            Detector("rest_base_mini", "rest_base_mini", "rest_table1", init_seeds=1),
+            Detector("rest_base_mini_ln", "rest_base_mini", "rest_table1", stage_norm=True, init_seeds=1),
+        ),
+        labels={
+            "rest_small_mini": "ResT-Small (small), w/o LN",
+            "rest_small_mini_ln": "ResT-Small (small), w LN",
+            "rest_base_mini": "ResT-Base (small), w/o LN",
+            "rest_base_mini_ln": "ResT-Base (small), w LN",
+        },
+        reference_table="REST_TABLE2",
+        paper={
+            "rest_small_mini": ("rest_small", {"AP": "ap_without_ln"}),
+            "rest_small_mini_ln": ("rest_small", {"AP": "ap_with_ln"}),
+            "rest_base_mini": ("rest_base", {"AP": "ap_without_ln"}),
+            "rest_base_mini_ln": ("rest_base", {"AP": "ap_with_ln"}),
+        },
+        claims=(Claim("rest_small_mini_ln", "rest_small_mini"), Claim("rest_base_mini_ln", "rest_base_mini")),
+        full_size=(
+            ("ResT-Small w/o LN", "rest_small", False, "rest_small"),
+            ("ResT-Small w LN", "rest_small", True, "rest_small"),
+            ("ResT-Base w/o LN", "rest_base", False, "rest_base"),
+            ("ResT-Base w LN", "rest_base", True, "rest_base"),
+        ),
+        source="ResT supplement A.3, Table 2 (COCO val2017, RetinaNet 1x, mmdetection; AP only)",
+        metrics=("AP", "AP50", "AP75", "APS", "APM", "APL"),
+        paired=True,
+    ),
+}
+
+
+def detection_table_spec(name: str) -> DetectionTableSpec:
+    """The spec of detection table ``name``; an unknown name lists the known ones."""
+    if name not in DETECTION_TABLES:
+        raise ValueError(f"Unknown detection table '{name}'; expected one of {', '.join(DETECTION_TABLES)}")
+    return DETECTION_TABLES[name]
+
+
+def _settings(profile: Profile, table: str | None = None) -> dict[str, Any]:
+    """The profile's detection settings, with table ``table``'s own (``detection["tables"]``) applied."""
+    if not profile.detection:
+        raise ValueError(f"profile '{profile.name}' has no detection settings")
+    settings = {k: v for k, v in profile.detection.items() if k != "tables"}
+    settings.update(profile.detection.get("tables", {}).get(table or "", {}))
+    return settings
+
+
+def detection_recipe(profile: Profile | None = None, seed: int = 0, table: str | None = None) -> TrainConfig:
+    """The detection recipe of ``profile``: AdamW, warm-up then cosine, weight decay 0.05, clipping.
+
+    The ResT authors' RetinaNet recipe is AdamW at 1e-4 with weight decay 0.05 (mmdetection's 1x
+    schedule: 12 epochs of COCO's 118k images); ours keeps the optimizer and decay and takes the
+    profile's rate, epochs and batch (runs of minutes need a higher rate). No label smoothing or
+    mixup: they are classification's.
+    """
+    p = profile or get_profile()
+    d = _settings(p, table)
+    return TrainConfig(
+        epochs=int(d["epochs"]),
+        batch_size=int(d["batch_size"]),
+        lr=float(d["lr"]),
+        weight_decay=0.05,
+        optimizer="adamw",
+        schedule="cosine",
+        warmup_epochs=float(d.get("warmup_epochs", 0.5)),
+        min_lr=float(d["lr"]) / 100,
+        label_smoothing=0.0,
+        clip_grad=float(d.get("clip_grad", 10.0)),
+        seed=seed,
+        num_workers=p.num_workers,
+        eval_batch_size=int(d["batch_size"]) * 2,
+    )
+
+
+def detection_splits(
+    profile: Profile | None = None, label_offset: int = 1, table: str | None = None
+) -> tuple[Any, Any, Any]:
+    """Train / validation / test detection splits of the synthetic shapes, sized by the profile.
+
+    64 px images of the profile's difficulty with up to three distractors beside the main object:
+    every visible object is boxed and labelled. Choices are made on validation; the tables read test.
+    """
+    p = profile or get_profile()
+    d = _settings(p, table)
+    return tuple(
+        detection_dataset(
+            "synthetic",
+            split,
+            int(d[f"{split}_samples"]),
+            image_size=DETECTION_IMAGE_SIZE,
+            seed=0,
+            label_offset=label_offset,
+            difficulty=p.data_difficulty,
+            categories=d.get("categories", "class"),
+        )
+        for split in ("train", "val", "test")
+    )
+
+
+def build_small_detector(
+    kind: str, detector: Detector, num_classes: int, profile: Profile | None = None, weights: Any = None
+) -> nn.Module:
+    """The small detector of ``detector`` as ``profile`` trains it (FPN, box head and sampling sizes).
+
+    Its images are normalised as the classifiers' were (the synthetic data's mean and std, not
+    torchvision's ImageNet defaults), so the initialisation sees the inputs it was trained on.
+    """
+
+    p = profile or get_profile()
+    d = _settings(p)
+    options: dict[str, Any] = {
+        "fpn_channels": int(d["fpn_channels"]),
+        "image_mean": list(SYNTHETIC_MEAN),
+        "image_std": list(SYNTHETIC_STD),
+    }
+    if kind == "faster_rcnn":
+        options["box_head_width"] = int(d["box_head_width"])
+        options.update(d.get("faster_rcnn_options", {}))
+    return build_detector(
+        kind,
+        detector.backbone,
+        num_classes,
+        stage_norm=detector.stage_norm,
+        image_size=DETECTION_IMAGE_SIZE,
+        weights=weights,
+        backbone_options=p.model_overrides.get(detector.backbone, {}),
+        **options,
+    )
+
+
+def classifier_weights(
+    detector: Detector, seed: int, profile: Profile, table: str | None = None, progress: bool = True
+) -> dict[str, torch.Tensor]:
+    """The trained classifier's weights for detector seed ``seed`` (trained now if absent).
+
+    Table ``table``'s ``init_epochs`` setting, where the profile has one, shortens the classifier's
+    recipe to that many epochs (classifiers that no chapter trains, trained here within the budget).
+    """
+    init = detector.init_seed(seed)
+    epochs = _settings(profile, table).get("init_epochs")
+    classifier = trained_model(detector.init_table, detector.backbone, init, profile, progress=progress, epochs=epochs)
+    return classifier.state_dict()
+
+
+def run_detector(
+    spec: DetectionTableSpec,
+    detector: Detector,
+    splits: tuple[Any, Any, Any],
+    profile: Profile | None = None,
+    seeds: Sequence[int] | None = None,
+    progress: bool = True,
+    show_images: int = 4,
+) -> dict[str, Any]:
+    """Train ``detector`` once per seed and evaluate it on the test split; a JSON-ready summary.
+
+    Each seed ``s``: the backbone starts from classifier seed ``s`` (``s mod init_seeds`` where the
+    detector sets ``init_seeds``; 10's detectors: seed 0 for every ``s``), the detector trains through the
+    engine (checkpoint after every epoch under the checkpoints folder, resumed if interrupted,
+    removed when the seed ends) with the validation AP per epoch, then is evaluated once on the
+    test split (COCO AP, AP50, AP75, APS, APM, APL) and timed. The first seed's predictions on
+    ``show_images`` test images are kept for the drawings.
+    """
+
+    p = profile or get_profile()
+    seeds = list(range(p.num_seeds)) if seeds is None else list(seeds)
+    train_set, val_set, test_set = splits
+    classes = len(train_set.classes)
+    per_seed, histories, rates, eval_rates, walls = [], [], [], [], []
+    shown: list[dict[str, list]] = []
+    model = None
+    for seed in seeds:
+        weights = classifier_weights(detector, seed, p, spec.prefix, progress)
+        seed_everything(seed)
+        model = build_small_detector(spec.kind, detector, classes, p, weights)
+        folder = weights_path(spec.prefix, detector.key, seed, p).with_suffix("")
+        config = dataclasses.replace(
+            detection_recipe(p, seed, spec.prefix), progress=progress, checkpoint_dir=str(folder)
+        )
+        result = train(
+            model, train_set, val_set, config, task=DetectionTask(), desc=f"{spec.labels[detector.key]} seed {seed}"
+        )
+        start = time.perf_counter()
+        test = evaluate_detector(model, test_set, batch_size=config.eval_batch_size or 16)
+        eval_rates.append(len(test_set) / (time.perf_counter() - start))
+        shutil.rmtree(folder, ignore_errors=True)  # the run is complete: its resume state is not needed
+        per_seed.append(test)
+        histories.append(result.history)
+        rates.append(result.train_images_per_s)
+        walls.append(result.wall_time_s)
+        if not shown:
+            predictions = predict(model, [test_set[i] for i in range(show_images)])
+            shown = [{k: v.tolist() for k, v in pred.items()} for pred in predictions]
+    assert model is not None
+    summary: dict[str, Any] = {
+        "detector": detector.key,
+        "kind": spec.kind,
+        "backbone": detector.backbone,
+        "stage_norm": detector.stage_norm,
+        "init": f"{detector.init_table} classifier weights, seeds {[detector.init_seed(s) for s in seeds]}"
+        + (f", {init_epochs} epoch(s)" if (init_epochs := _settings(p, spec.prefix).get("init_epochs")) else ""),
+        "seeds": seeds,
+        "params": count_params(model),
+        "parameter_breakdown": parameter_breakdown(model),
+        "train_images_per_s": statistics.fmean(rates),
+        "test_images_per_s": statistics.fmean(eval_rates),
+        "wall_time_s": walls,
+        "train_samples": len(train_set),
+        "val_samples": len(val_set),
+        "test_samples": len(test_set),
+        "image_size": DETECTION_IMAGE_SIZE,
+        "train_config": detection_recipe(p, table=spec.prefix).as_dict(),
+        "detector_settings": _settings(p, spec.prefix),
+        "histories": histories,
+        "predictions": shown,
+    }
+    for metric in COCO_METRICS:
+        values = [t[metric] for t in per_seed]
+        summary[f"test_{metric}"] = values
+        summary[f"test_{metric}_mean"], summary[f"test_{metric}_std"] = mean_std(values)
+        summary[f"val_{metric}"] = [h[f"val_{metric}"][-1] for h in histories]
+    return summary
+
+
+def run_detection_table(name: str, profile: Profile | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train every detector of table ``name``, store everything, and return the regenerated table.
+
+    Each detector's summary is saved as ``<prefix>_<key>``; the table (read back from the store)
+    as ``<prefix>``, the verdicts as ``<prefix>_verdicts``, the curves figure as ``<prefix>_curves``
+    (the full-size parameter columns are :func:`full_size_rows`'s). Returns ``{"spec", "summaries",
+    "provenance", "headers", "rows", "verdicts", "splits", "figure"}``.
+    """
+
+    spec, p = detection_table_spec(name), profile or get_profile()
+    offset = 1 if spec.kind == "faster_rcnn" else 0
+    splits = detection_splits(p, label_offset=offset, table=spec.prefix)
+    for detector in spec.detectors:
+        start = time.perf_counter()
+        summary = run_detector(spec, detector, splits, p, progress=progress)
+        store.save_json(
+            f"{spec.prefix}_{detector.key}", summary, seed=summary["seeds"], wall_time_s=time.perf_counter() - start
+        )
+    keys = [d.key for d in spec.detectors]
+    summaries, provenance = load_runs(spec.prefix, keys)
+    headers, rows = detection_rows(spec, summaries)
+    seeds = summaries[keys[0]]["seeds"]
+    store.save_json(spec.prefix, {"headers": headers, "rows": rows, "source": spec.source}, seed=seeds)
+    verdicts = detection_verdicts(spec, summaries)
+    store.save_json(f"{spec.prefix}_verdicts", verdicts, seed=seeds)
+    table = {
+        "spec": spec,
+        "summaries": summaries,
+        "provenance": provenance,
+        "headers": headers,
+        "rows": rows,
+        "verdicts": verdicts,
+        "splits": splits,
+    }
+    table["figure"] = plot_detection_curves(table)
+    store.save_figure(table["figure"], f"{spec.prefix}_curves", seed=seeds)
+    return table
+
+
+def detection_rows(
+    spec: DetectionTableSpec, summaries: Mapping[str, Mapping[str, Any]]
+) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows: detector | params | per metric: ours (mean ± std, test) / paper / difference | img/s.
+
+    A metric the paper does not publish for any detector (ResT's table has AP only) gets our column alone,
+    without an empty paper column and its difference.
+    """
+    published = {m: any(spec.paper_value(d.key, m) is not None for d in spec.detectors) for m in spec.metrics}
+    headers = ["detector", "params (ours, small)"]
+    for metric in spec.metrics:
+        headers += [f"{metric} ours", f"{metric} paper", "Δ"] if published[metric] else [f"{metric} ours"]
+    headers += ["train img/s", "test img/s"]
+    rows = []
+    for detector in spec.detectors:
+        s = summaries[detector.key]
+        row = [spec.labels[detector.key], f"{s['params'] / 1e6:.2f} M"]
+        for metric in spec.metrics:
+            ours = s[f"test_{metric}_mean"]
+            paper = spec.paper_value(detector.key, metric)
+            row.append(format_mean_std(ours, s[f"test_{metric}_std"]))
+            if published[metric]:
+                row += [
+                    "–" if paper is None else f"{paper:.1f}",
+                    "–" if paper is None or ours != ours else f"{ours - paper:+.1f}",
+                ]
+        row += [f"{s['train_images_per_s']:.1f}", f"{s['test_images_per_s']:.1f}"]
+        rows.append(row)
+    return headers, rows
+
+
+def detection_verdicts(spec: DetectionTableSpec, summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One :func:`tnt_rest_lite.tables.verdict` per published ordering, on the seeds' test AP.
+
+    Not testable when either detector's mean test AP50 is below :data:`AP50_FLOOR`; paired when
+    the table says its detectors share each seed's initialisation and data (ResT's LN switch).
+    """
+
+    records = []
+    for claim in spec.claims:
+        better, worse = spec.paper_value(claim.better, "AP"), spec.paper_value(claim.worse, "AP")
+        text = f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} in box AP (paper: {better} vs {worse})"
+        records.append(
+            verdict(
+                text,
+                claim.better,
+                claim.worse,
+                summaries[claim.better],
+                summaries[claim.worse],
+                metric="test_AP",
+                unit="AP points",
+                paired=spec.paired,
+                floor=("test_AP50", AP50_FLOOR),
+            )
+        )
+    return records
+
+
+def full_size_rows(name: str, num_classes: int = 80) -> dict[str, Any]:
+    """Parameters of the published detectors (80 COCO classes), by part, beside the paper's column.
+
+    Built with :func:`tnt_rest_lite.detection.build_detector` at full size: torchvision's heads
+    (Faster R-CNN: RPN with one 3x3 conv, box head 1024-1024; RetinaNet: four 3x3 convs per
+    branch, 9 anchors per place) on our backbones.
+    """
+
+    spec = detection_table_spec(name)
+    reference = spec.reference()
+    rows = []
+    for label, backbone, stage_norm, row in spec.full_size:
+        detector = build_detector(spec.kind, backbone, num_classes, stage_norm=stage_norm)
+        parts = parameter_breakdown(detector)
+        paper = reference[row].get("params_m")
+        rows.append(
+            {
+                "label": label,
+                "backbone": backbone,
+                "stage_norm": stage_norm,
+                **parts,
+                "trainable": count_params(detector, trainable_only=True),
+                "paper_m": paper,
+            }
+        )
+        del detector
+    return {"num_classes": num_classes, "kind": spec.kind, "rows": rows}
+
+
+def full_size_markdown(params: Mapping[str, Any]) -> str:
+    """The parameter columns of :func:`full_size_rows` as a markdown table (millions), paper beside ours."""
+
+    headers = [
+        "detector",
+        "backbone",
+        "pyramid adapter",
+        "FPN",
+        "heads",
+        "total",
+        "trainable",
+        "paper",
+        "Δ (trainable − paper)",
+    ]
+    rows = []
+    for r in params["rows"]:
+        paper = r["paper_m"]
+        rows.append(
+            [r["label"]]
+            + [f"{r[k] / 1e6:.2f}" for k in ("backbone", "pyramid adapter", "FPN", "heads", "total", "trainable")]
+            + [
+                "–" if paper is None else f"{paper:.1f}",
+                "–" if paper is None else f"{r['trainable'] / 1e6 - paper:+.2f}",
+            ]
+        )
+    text = (
+        markdown_table(headers, rows)
+        + f"\n\nMillions of parameters, {params['num_classes']} classes, torchvision's heads."
+    )
+    return text + _parameter_gap(params["rows"])
+
+
+def _parameter_gap(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Where the ViT detectors' gap to the paper lies, read from the counts (empty if no pair to compare)."""
+    vits = [r for r in rows if r["pyramid adapter"] > 0 and r["paper_m"] is not None]
+    if len(vits) < 2:
+        return ""
+    gaps = [r["trainable"] / 1e6 - r["paper_m"] for r in vits]
+    first, last = vits[0], vits[-1]
+    ours_pair = (last["trainable"] - first["trainable"]) / 1e6
+    paper_pair = last["paper_m"] - first["paper_m"]
+    labels = " and ".join(r["label"] for r in vits)
+    return (
+        f"\n\nThe {labels} detectors differ from the paper's by {', '.join(f'{g:+.2f}' for g in gaps)} M, "
+        f"while {last['label']} − {first['label']} is {ours_pair:.2f} M here and {paper_pair:.1f} M in the paper: "
+        f"the backbones account for the same difference, so the gap lies in what the ViT detectors share, the "
+        f"pyramid adapter (ours {first['pyramid adapter'] / 1e6:.2f} M) beside the FPN and heads."
+    )
+
+
+def _init_rule(spec: DetectionTableSpec) -> str:
+    """Which classifier seed each detector seed starts from, said once if every detector shares it."""
+
+    def rule(x: Detector) -> str:
+        if x.init_seeds is None:
+            return "detector seed s from classifier seed s"
+        if x.init_seeds == 1:
+            return "every detector seed from classifier seed 0: these classifiers are trained once, here"
+        return f"detector seed s from classifier seed s mod {x.init_seeds}"
+
+    rules = {x.key: rule(x) for x in spec.detectors}
+    if len(set(rules.values())) == 1:
+        return f"({next(iter(rules.values()))})"
+    return "(" + "; ".join(f"{spec.labels[k]}: {r}" for k, r in rules.items()) + ")"
+
+
+def describe_detection_table(name: str, profile: Profile | None = None) -> str:
+    """Markdown: what detection table ``name`` trains in ``profile`` (data, recipe, detectors), generated."""
+
+    spec, p = detection_table_spec(name), profile or get_profile()
+    d = _settings(p, name)
+    config = detection_recipe(p, table=name)
+    offset = 1 if spec.kind == "faster_rcnn" else 0
+    train_set = detection_splits(p, offset, name)[0]
+    steps = config.epochs * (len(train_set) // config.batch_size)
+    kind = "Faster R-CNN + FPN" if spec.kind == "faster_rcnn" else "RetinaNet + FPN"
+    lines = [
+        f"**Profile `{p.name}`**: {p.description}.",
+        "",
+        f"* **Data**: scenes of 1 to {train_set.source.distractors + 1} synthetic objects at {DETECTION_IMAGE_SIZE} px "
+        f"(difficulty `{p.data_difficulty}`, each object as large as the classifiers saw objects at 32 px): "
+        f"{d['train_samples']:,} training / {d['val_samples']:,} validation / {d['test_samples']:,} test "
+        f"images, {len(train_set.classes)} categories ("
+        + (
+            "the objects' shapes: " + ", ".join(train_set.classes)
+            if train_set.categories == "shape"
+            else "shape × texture"
+        )
+        + "), every visible object boxed. Choices on validation; the table reads test.",
+        f"* **Detector**: torchvision's {kind}, FPN width {d['fpn_channels']}"
+        + (f", box head {d['box_head_width']}" if spec.kind == "faster_rcnn" else "")
+        + f"; backbones start from the classifiers trained by `{'`, `'.join(sorted({x.init_table for x in spec.detectors}))}` "
+        + _init_rule(spec)
+        + (
+            f", for {d['init_epochs']} epoch(s) of that table's recipe (no chapter trains them; the budget holds no more)"
+            if d.get("init_epochs")
+            else ""
+        )
+        + ".",
+        f"* **Recipe**: AdamW, lr {config.lr:g}, weight decay {config.weight_decay:g}, batch {config.batch_size}, "
+        f"{config.epochs} epochs ({steps:,} steps), {config.warmup_epochs:g} warm-up epoch(s) then cosine, "
+        f"gradient clipping {config.clip_grad:g}; **{p.num_seeds} seed(s)** per detector.",
+        "",
+    ]
+    rows = []
+    for detector in spec.detectors:
+        model = build_small_detector(spec.kind, detector, len(train_set.classes), p)
+        rows.append(
+            [
+                spec.labels[detector.key],
+                f"`{detector.backbone}`" + (" + stage LN" if detector.stage_norm else ""),
+                f"{count_params(model.backbone.body.model):,}",
+                f"{count_params(model):,}",
+            ]
+        )
+    lines.append(markdown_table(["detector", "backbone", "backbone parameters", "detector parameters"], rows))
+    return "\n".join(lines)
+
+
+def detection_summary(table: Mapping[str, Any]) -> str:
+    """One line per detector of a :func:`run_detection_table` result: test AP / AP50, speed, time."""
+    lines = []
+    for key, s in table["summaries"].items():
+        lines.append(
+            f"{key:20s} test AP {format_mean_std(s['test_AP_mean'], s['test_AP_std'])}, "
+            f"AP50 {format_mean_std(s['test_AP50_mean'], s['test_AP50_std'])} "
+            f"(seeds AP50: {', '.join(f'{v:.1f}' for v in s['test_AP50'])}), "
+            f"train {s['train_images_per_s']:.1f} img/s, test {s['test_images_per_s']:.1f} img/s, "
+            f"{sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
+        )
+    return "\n".join(lines)
+
+
+def plot_detection_curves(table: Mapping[str, Any]) -> Any:
+    """Training loss and validation AP50 per epoch: one colour per detector, seeds thin, their mean bold.
+
+    Drawn by :func:`tnt_rest_lite.viz.seed_curves` (one legend entry per detector, outside the axes).
+    """
+    import matplotlib.pyplot as plt
+
+    spec = table["spec"]
+    summaries = table["summaries"]
+
+    def series(key: str) -> dict[str, list[tuple[list[float], list[float]]]]:
+        return {spec.labels[k]: [(h["epoch"], h[key]) for h in s["histories"]] for k, s in summaries.items()}
+
+    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    colours = viz.seed_curves(ax_loss, series("train_loss"), legend=False)
+    viz.seed_curves(ax_ap, series("val_AP50"), colours)
+    ax_loss.set(xlabel="epoch", ylabel="training loss (sum of the detector's losses)", title="training loss")
+    ax_ap.set(xlabel="epoch", ylabel="validation AP50", title="validation AP50 (thin: seeds, bold: mean)")
+    fig.suptitle(spec.title, fontsize=9)
+    return fig
+
+
+def plot_stored_predictions(table: Mapping[str, Any], max_boxes: int = 4, min_score: float = 0.1) -> Any:
+    """Each detector's stored first-seed predictions (red) against the ground truth (dashed) on the first test images.
+
+    Per image, the ``max_boxes`` highest-scoring detections above ``min_score`` (a RetinaNet's
+    focal-loss scores stay low after short training, so a fixed 0.5 would hide what it finds).
+    """
+    import matplotlib.pyplot as plt
+
+    spec, test_set = table["spec"], table["splits"][2]
+    summaries = table["summaries"]
+    count = min(len(s["predictions"]) for s in summaries.values())
+    fig, axes = plt.subplots(len(summaries), count, figsize=(2.2 * count, 2.3 * len(summaries)), squeeze=False)
+    names = getattr(test_set, "classes", None)
+    for row, (key, s) in enumerate(summaries.items()):
+        for col in range(count):
+            ax = axes[row][col]
+            image, target = test_set[col]
+            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
+            for x0, y0, x1, y1 in target["boxes"].tolist():
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", ls="--", lw=1))
+            pred = s["predictions"][col]
+            ranked = sorted(zip(pred["scores"], pred["boxes"], pred["labels"], strict=True), reverse=True)
+            for score, (x0, y0, x1, y1), label in ranked[:max_boxes]:
+                if score < min_score:
+                    break
+                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.2))
+                offset = 1 if spec.kind == "faster_rcnn" else 0
+                name = names[label - offset] if names else str(label)
+                ax.text(x0, y0, f"{name} {score:.2f}", color="red", fontsize=5, va="bottom")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if col == 0:
+                ax.set_ylabel(spec.labels[key], fontsize=7)
+    fig.suptitle(
+        f"first seed's {max_boxes} best detections per image (red, score ≥ {min_score:g}) "
+        "against the ground truth (dashed), test images",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    return fig
+
+
+def describe_detection_targets(table: Mapping[str, Any], target_ap50: float = 50.0) -> str:
+    """Markdown: the best detector's test AP50 against the book's target, every detector's last-epoch gain."""
+
+    summaries = table["summaries"]
+    best = max(summaries, key=lambda k: summaries[k]["test_AP50_mean"])
+    rows = []
+    for key, s in summaries.items():
+        gains = [h["val_AP50"][-1] - h["val_AP50"][-2] for h in s["histories"] if len(h["val_AP50"]) > 1]
+        gain = statistics.fmean(gains) if gains else float("nan")
+        rows.append([f"`{key}`" + (" (best)" if key == best else ""), f"{s['test_AP50_mean']:.1f}", f"{gain:+.1f}"])
+    text = markdown_table(["detector", "test AP50", "val AP50 gain in the last epoch"], rows)
+    value = summaries[best]["test_AP50_mean"]
+    reached = "reaches" if value >= target_ap50 else "does not reach"
+    return (
+        text
+        + f"\n\nThe best detector, `{best}`, {reached} the book's target of AP50 ≥ {target_ap50:g} on the test split ({value:.1f})."
+    )
+
+
+def describe_detection_reference(name: str) -> str:
+    """Markdown table of the published rows detection table ``name`` is compared with, and their source."""
+
+    spec = detection_table_spec(name)
+    published = spec.reference()
+    keys = list(dict.fromkeys(k for row in published.values() for k in row))
+    rows = [[row_name, *(row.get(k, "–") for k in keys)] for row_name, row in published.items()]
+    return markdown_table(["paper row", *keys], rows) + f"\n\nSource: {spec.source}."

@@ -1,0 +1,410 @@
+"""The small-scale training experiments: recipes, model construction, multi-seed runs.
+
+The notebooks 04-06 and the training benchmark (:mod:`tnt_rest_lite.train_bench`) all go through
+:func:`run_model`, so a number in a table and a number in the benchmark come from the same code.
+
+Two recipes, both scaled down from the papers:
+
+* ``"deit"`` (TNT's and ResT's main recipe): AdamW, linear warm-up then cosine decay, label
+  smoothing 0.1, weight decay 0.05; mixup/cutmix only where the profile says so (long runs).
+* ``"resnet"`` (ResT supplement A.4, the ablation): SGD with momentum 0.9, learning rate divided by
+  10 at 1/3 and 2/3 of the run (ResNet's 30/60 of 90 epochs), weight decay 1e-4, no label
+  smoothing, no mixup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+from torch.utils.data import Dataset
+
+from .. import reference
+from ..core import store
+from ..core.format import format_mean_std, markdown_table
+from ..data.datasets import num_classes
+from ..measure.complexity import count_params
+from ..models._registry import create_model, list_models
+from ..profiles import Profile, get_profile
+from ..train.curves import plot_history
+from .recipes import attention_check, build_model, describe_config, model_config, recipe
+from .runs import run_model
+from .splits import load_splits
+from .verdicts import Claim, accuracy_rows, load_runs, verdict
+from .weights import load_weights, weights_path
+
+__all__ = [
+    "trained_model",
+    "TableSpec",
+    "TABLES",
+    "table_spec",
+    "run_table",
+    "describe_table",
+    "describe_reference",
+    "check_small_models",
+    "training_summary",
+    "SizeRelation",
+]
+
+
+def trained_model(
+    prefix: str,
+    name: str,
+    seed: int = 0,
+    profile: Profile | None = None,
+    dataset: str = "synthetic",
+    classes: int = 20,
+    progress: bool = True,
+    epochs: int | None = None,
+) -> nn.Module:
+    """Model ``name`` as table ``prefix`` trained it (seed ``seed``), in eval mode.
+
+    The figure chapters explain the models the training chapters trained: their weights are read
+    from :func:`weights_path`. When they are absent (a fresh machine, another profile) the model is
+    trained here, with the table's recipe and data and a progress bar, and its weights are saved
+    for the next time. ``name`` may be outside the table's models (e.g. a ResNet trained with the
+    ResT table's recipe for a Group-CAM comparison); the recipe is still the table's. ``epochs``
+    shortens the recipe to that many epochs (its schedule compressed to them); such weights are
+    kept apart, under ``<prefix>_e<epochs>``.
+    """
+    p = profile or get_profile()
+    spec = table_spec(prefix)
+    kept_as = prefix if epochs is None else f"{prefix}_e{epochs}"
+    path = weights_path(kept_as, name, seed, p)
+    if not path.is_file():
+        run = p
+        if epochs is not None:
+            table = {**p.table_recipe.get(prefix, {}), "epochs": epochs}
+            run = dataclasses.replace(p, table_recipe={**p.table_recipe, prefix: table})
+        print(
+            f"no trained weights at {path.name} for profile {p.name!r}: training {name} (seed {seed}) now, "
+            f"{run.epochs_for(prefix)} epoch(s) of table {prefix}'s recipe"
+        )
+        splits = load_splits(dataset, p)
+        classes = num_classes(splits[0])
+        summary = run_model(
+            name, spec.recipe, *splits, run, seeds=[seed], progress=progress, table=prefix, save_weights=kept_as
+        )
+        print(
+            f"{name} (seed {seed}): test top-1 {summary['test_top1'][0]:.1f} % "
+            f"in {summary['wall_time_s'][0] / 60:.1f} min ({summary['train_images_per_s']:.0f} img/s)"
+        )
+    model = build_model(name, classes, p.image_size, p)
+    return load_weights(path, model).eval()
+
+
+@dataclass(frozen=True)
+class SizeRelation:
+    """The paper's parameter relation between two compared models, kept by their small versions.
+
+    ``larger`` / ``smaller`` are our small models, ``full_larger`` / ``full_smaller`` the published
+    ones (our registry's, else timm's); the small ratio must be within ``tolerance`` of 1.
+    """
+
+    larger: str
+    smaller: str
+    full_larger: str
+    full_smaller: str
+    tolerance: float
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One regenerated accuracy table: which models, which recipe, which published claims.
+
+    ``paper_keys`` maps each of our models to its row in ``reference_table`` (the name of a table
+    of :mod:`tnt_rest_lite.reference`); ``extra_reference`` adds rows from ``reference.MODELS``.
+    """
+
+    prefix: str  # results-store prefix and checkpoint prefix, e.g. "tnt_table1"
+    title: str
+    recipe: str
+    models: tuple[str, ...]
+    labels: Mapping[str, str]
+    paper_keys: Mapping[str, str]
+    reference_table: str
+    claims: tuple[Claim, ...]
+    extra_reference: tuple[str, ...] = ()
+    source: str = ""
+    size_relation: SizeRelation | None = None
+
+    def reference(self) -> dict[str, dict[str, float]]:
+        """The published rows this table is compared with."""
+
+        rows = dict(getattr(reference, self.reference_table))
+        rows.update({key: reference.MODELS[key] for key in self.extra_reference})
+        return rows
+
+
+TABLES: dict[str, TableSpec] = {
+    "tnt_table1": TableSpec(
+        prefix="tnt_table1",
+        title="TNT supplement, Table 1: SE in TNT (and TNT against DeiT)",
+        recipe="deit",
+        models=("tnt_s_mini", "tnt_s_se_mini", "deit_s_mini"),
+        labels={"tnt_s_mini": "TNT-S (small)", "tnt_s_se_mini": "TNT-S + SE (small)", "deit_s_mini": "DeiT-S (small)"},
+        paper_keys={"tnt_s_mini": "tnt_s", "tnt_s_se_mini": "tnt_s_se", "deit_s_mini": "deit_s"},
+        reference_table="TNT_TABLE1",
+        extra_reference=("deit_s",),
+        claims=(Claim("tnt_s_se_mini", "tnt_s_mini"), Claim("tnt_s_mini", "deit_s_mini")),
+        source="TNT supplement Table 1 (TNT-S, TNT-S + SE); DeiT paper (DeiT-S top-1, no top-5 published)",
+        size_relation=SizeRelation("tnt_s_mini", "deit_s_mini", "tnt_s", "deit_s", 0.10),
+    ),
+    "rest_table1": TableSpec(
+        prefix="rest_table1",
+        title="ResT supplement, Table 1: EMSA against MSA",
+        recipe="deit",
+        models=("rest_lite_msa_mini", "rest_lite_mini"),
+        labels={"rest_lite_msa_mini": "ResT-Lite, MSA (small)", "rest_lite_mini": "ResT-Lite, EMSA (small)"},
+        paper_keys={"rest_lite_msa_mini": "rest_lite_msa", "rest_lite_mini": "rest_lite"},
+        reference_table="REST_TABLE1",
+        claims=(Claim("rest_lite_mini", "rest_lite_msa_mini"),),
+        source="ResT supplement Table 1 (ImageNet, 224 px)",
+    ),
+    "rest_ablation": TableSpec(
+        prefix="rest_ablation",
+        title="ResT supplement A.4: ResT-Lite against ResNet-18 under the ResNet recipe",
+        recipe="resnet",
+        models=("rest_lite_mini", "resnet18_mini"),
+        labels={"rest_lite_mini": "ResT-Lite (small)", "resnet18_mini": "ResNet-18 (small)"},
+        paper_keys={"rest_lite_mini": "rest_lite", "resnet18_mini": "resnet18"},
+        reference_table="REST_ABLATION",
+        claims=(Claim("rest_lite_mini", "resnet18_mini"),),
+        source="ResT supplement A.4 (ImageNet, 224 px; top-1 only)",
+        size_relation=SizeRelation("resnet18_mini", "rest_lite_mini", "resnet18", "rest_lite", 0.15),
+    ),
+}
+
+
+def table_spec(name: str) -> TableSpec:
+    """The spec of table ``name``; an unknown name lists the known ones."""
+    if name not in TABLES:
+        raise ValueError(f"Unknown table '{name}'; expected one of {', '.join(TABLES)}")
+    return TABLES[name]
+
+
+def run_table(
+    name: str,
+    dataset: str = "synthetic",
+    download: bool = False,
+    profile: Profile | None = None,
+    splits: tuple[Dataset, Dataset, Dataset] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train every model of table ``name``, store everything, and return the regenerated table.
+
+    For each model: :func:`run_model` over the profile's seeds (weights kept for the figure
+    chapters), its summary saved as ``<prefix>_<model>`` with provenance. Then the curves figure
+    (``<prefix>_curves``: every seed's validation curve), the table read back from the results
+    store (``<prefix>``) and one verdict per published claim (``<prefix>_verdicts``, structured
+    records, see :func:`tnt_rest_lite.tables.verdict`). Returns ``{"spec", "summaries",
+    "provenance", "headers", "rows", "verdicts", "figure"}``.
+    """
+    import time
+
+    spec = table_spec(name)
+    p = profile or get_profile()
+    train_set, val_set, test_set = splits if splits is not None else load_splits(dataset, p, download=download)
+    for name_ in spec.models:
+        start = time.perf_counter()
+        summary = run_model(
+            name_,
+            spec.recipe,
+            train_set,
+            val_set,
+            test_set,
+            p,
+            progress=progress,
+            table=spec.prefix,
+            save_weights=spec.prefix,
+        )
+        store.save_json(
+            f"{spec.prefix}_{name_}",
+            summary,
+            seed=summary["seeds"],
+            wall_time_s=time.perf_counter() - start,
+            dataset=dataset,
+        )
+    # everything below reads the results store back: the table can be rebuilt without retraining
+    summaries, provenance = load_runs(spec.prefix, spec.models)
+    figure = plot_history(
+        {
+            f"{spec.labels[m]} s{seed}": history
+            for m, s in summaries.items()
+            for seed, history in zip(s["seeds"], s["histories"], strict=True)
+        },
+        title=f"{spec.title}: validation curves, every seed",
+    )
+    store.save_figure(figure, f"{spec.prefix}_curves", seed=summaries[spec.models[0]]["seeds"])
+    headers, rows = accuracy_rows(summaries, spec.reference(), spec.labels, spec.paper_keys)
+    store.save_json(
+        spec.prefix,
+        {"headers": headers, "rows": rows, "dataset": dataset, "source": spec.source},
+        seed=summaries[spec.models[0]]["seeds"],
+    )
+    reference_rows = spec.reference()
+    verdicts = [
+        verdict(
+            _claim_text(spec, claim, reference_rows),
+            claim.better,
+            claim.worse,
+            summaries[claim.better],
+            summaries[claim.worse],
+        )
+        for claim in spec.claims
+    ]
+    store.save_json(f"{spec.prefix}_verdicts", verdicts, seed=summaries[spec.models[0]]["seeds"])
+    return {
+        "spec": spec,
+        "summaries": summaries,
+        "provenance": provenance,
+        "headers": headers,
+        "rows": rows,
+        "verdicts": verdicts,
+        "figure": figure,
+    }
+
+
+def describe_table(name: str, profile: Profile | None = None, dataset: str = "synthetic", classes: int = 20) -> str:
+    """Markdown that says what table ``name`` trains in ``profile``: data, recipe, seeds, every model.
+
+    Generated from the profile, the recipe and the models' own configs, so the chapter's text and
+    the run cannot disagree.
+    """
+
+    spec, p = table_spec(name), profile or get_profile()
+    configs = {model: recipe(spec.recipe, p, 0, spec.prefix, model) for model in spec.models}
+    config = configs[spec.models[0]]
+    rates = {model: c.lr for model, c in configs.items()}
+    rate = (
+        f"lr {config.lr:g}"
+        if len(set(rates.values())) == 1
+        else "lr per model, each its best on validation (" + ", ".join(f"`{m}` {r:g}" for m, r in rates.items()) + ")"
+    )
+    data = f"`{dataset}`" + (f" at difficulty `{p.data_difficulty}`" if dataset == "synthetic" else "")
+    schedule = (
+        f"cosine after {config.warmup_epochs:g} warm-up epoch(s)"
+        if config.schedule == "cosine"
+        else f"x{config.step_rate:g} every {config.step_epochs:.3g} epochs"
+    )
+    lines = [
+        f"**Profile `{p.name}`**: {p.description}.",
+        "",
+        f"* **Data**: {data}, {p.image_size} px, {p.train_samples:,} training / {p.val_samples:,} validation / "
+        f"{p.test_samples:,} test images (synthetic: the sizes; real data: at most these), {classes} classes, "
+        f"chance {100 / classes:.0f} %. Every choice was made on validation; the table reads test only.",
+        f"* **Recipe `{spec.recipe}`**: {config.optimizer}, {rate}, batch {config.batch_size}, "
+        f"{config.epochs} epochs ({config.epochs * (p.train_samples // config.batch_size):,} steps), {schedule}, "
+        f"weight decay {config.weight_decay:g}, label smoothing {config.label_smoothing:g}"
+        + (", mixup/cutmix" if config.mixup_alpha or config.cutmix_alpha else "")
+        + f"; **{p.num_seeds} seed(s)** per model.",
+        "",
+    ]
+    rows = []
+    for model in spec.models:
+        net = build_model(model, classes, p.image_size, p)
+        rows.append(
+            [spec.labels[model], f"`{model}`", f"{count_params(net):,}", describe_config(model, model_config(net))]
+        )
+    lines.append(markdown_table(["model", "name", "parameters", "configuration"], rows))
+    return "\n".join(lines)
+
+
+def _claim_text(spec: TableSpec, claim: Claim, reference_rows: Mapping[str, Mapping[str, float]]) -> str:
+    """``"<better> beats <worse> (paper: <top-1> vs <top-1> top-1)"``, the published values read from the reference data."""
+    better = reference_rows[spec.paper_keys[claim.better]]["top1"]
+    worse = reference_rows[spec.paper_keys[claim.worse]]["top1"]
+    return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} (paper: {better} vs {worse} top-1)"
+
+
+def describe_reference(name: str) -> str:
+    """Markdown table of the published rows table ``name`` is compared with, and their source."""
+
+    spec = table_spec(name)
+    published = spec.reference()
+    keys = sorted({k for row in published.values() for k in row if k != "source"})
+    rows = [[row_name, *(row.get(k, "–") for k in keys)] for row_name, row in published.items()]
+    return markdown_table(["paper row", *keys], rows) + f"\n\nSource: {spec.source}."
+
+
+def _full_size_params(name: str) -> int:
+    """Parameters of a published model at 1,000 classes: our registry's, else timm's (ResNet-18)."""
+    import timm
+
+    return count_params(create_model(name) if name in list_models() else timm.create_model(name))
+
+
+def _last_feature_widths(model: nn.Module, image_size: int, count: int = 4) -> list[int]:
+    """Widths of the last ``count`` feature maps of ``model`` (timm's ``forward_intermediates``)."""
+    import torch
+
+    x = torch.zeros(1, getattr(model.config, "in_chans", 3), image_size, image_size)
+    with torch.no_grad():
+        features = model.forward_intermediates(x, indices=count, intermediates_only=True)
+    return [int(f.shape[-1]) for f in features]
+
+
+def check_small_models(name: str, profile: Profile | None = None, classes: int = 20) -> str:
+    """Check that the small models of table ``name`` are still the models the paper compares.
+
+    Two checks, at the profile's image size: the parameter ratio of the compared pair is the
+    paper's (``TableSpec.size_relation``, within its tolerance; the widths of both models' last
+    four feature maps are printed beside it), and :func:`attention_check` on
+    every attention model (at least 2x2 keys per query, a non-zero gradient for every parameter
+    of every attention module). Returns the measured lines; a failed check raises
+    ``AssertionError`` naming what was expected.
+    """
+
+    spec, p = table_spec(name), profile or get_profile()
+    models = {m: build_model(m, classes, p.image_size, p) for m in spec.models}
+    lines = []
+    relation = spec.size_relation
+    if relation is not None:
+        full = _full_size_params(relation.full_larger) / _full_size_params(relation.full_smaller)
+        small = count_params(models[relation.larger]) / count_params(models[relation.smaller])
+        lines += [
+            f"{relation.full_larger} / {relation.full_smaller} parameters at 224 px (1000 classes): {full:.3f}",
+            f"{relation.larger} / {relation.smaller} at {p.image_size} px ({classes} classes): {small:.3f}",
+        ]
+        widths = {m: _last_feature_widths(models[m], p.image_size) for m in (relation.larger, relation.smaller)}
+        lines.append(
+            f"widths of the last {len(widths[relation.larger])} feature maps at {p.image_size} px: "
+            + "; ".join(f"{m} {'-'.join(map(str, w))}" for m, w in widths.items())
+        )
+        if abs(small - 1) > relation.tolerance:
+            raise AssertionError(
+                f"{relation.larger} / {relation.smaller} = {small:.3f}: expected within "
+                f"{relation.tolerance:.0%} of 1, the paper's size relation"
+            )
+    for model_name, model in models.items():
+        records = attention_check(model, p.image_size)
+        if not records:  # a convolutional network: nothing to check
+            continue
+        keys = sorted({r["keys"] for r in records})
+        smallest = min(r["min_grad_norm"] for r in records)
+        lines.append(
+            f"{model_name}: {len(records)} attention modules; keys per query {keys}; "
+            f"smallest parameter gradient norm {smallest:.2e}"
+        )
+        if min(keys) < 4:
+            raise AssertionError(f"{model_name}: a module attends over {min(keys)} key(s), expected at least 4 (2x2)")
+        dead = [f"{r['module']}.{q}" for r in records for q in r["zero_grad_params"]]
+        if dead:
+            raise AssertionError(f"{model_name}: no gradient reaches {', '.join(dead)}")
+    return "\n".join(lines)
+
+
+def training_summary(table: Mapping[str, Any]) -> str:
+    """One line per model of a :func:`run_table` result: test top-1 over seeds, speed, time."""
+    lines = []
+    for name, s in table["summaries"].items():
+        lines.append(
+            f"{name:20s} test top-1 {format_mean_std(s['test_top1_mean'], s['test_top1_std'])} "
+            f"(seeds: {', '.join(f'{v:.1f}' for v in s['test_top1'])}; "
+            f"val: {', '.join(f'{v:.1f}' for v in s['val_top1'])}), "
+            f"{s['train_images_per_s']:.0f} img/s, {sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
+        )
+    return "\n".join(lines)
