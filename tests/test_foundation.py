@@ -631,11 +631,12 @@ def test_smoke_scale_shrinks_the_runs_and_keeps_every_other_setting(monkeypatch:
             "data_difficulty",
         )
         assert {k: getattr(smoke, k) for k in kept} == {k: getattr(book_run, k) for k in kept}
-        assert smoke.epochs == 1 and smoke.train_samples == 2 * smoke.batch_size  # two steps of one epoch
+        assert smoke.epochs == 1 and smoke.train_samples == smoke.batch_size  # one step of one epoch
+        assert smoke.val_samples == smoke.test_samples == 8 and smoke.bench_batch <= 4
         for table in book_run.table_recipe:
             assert smoke.batch_size_for(table) == book_run.batch_size_for(table) and smoke.epochs_for(table) == 1
         detection = smoke.detection
-        assert detection["epochs"] == 1 and detection["train_samples"] == 2 * detection["batch_size"]
+        assert detection["epochs"] == 1 and detection["train_samples"] == detection["batch_size"]
         same = ("batch_size", "lr", "fpn_channels", "box_head_width", "faster_rcnn_options", "categories")
         assert {k: detection[k] for k in same} == {k: book_run.detection[k] for k in same}
     monkeypatch.setenv(SCALE_ENV_VAR, "tiny")

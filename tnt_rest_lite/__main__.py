@@ -1,4 +1,4 @@
-"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train | train-bench | gpu-check | sync-setup | models``."""
+"""Command line: ``python -m tnt_rest_lite reproduce | execute NB... | summary | bench | train | train-bench | gpu-check | budget-model | sync-setup | models``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from .book.notebooks import execute_notebook, notebook_paths, sync_setup_cells
 from .core.paths import repo_root
-from .experiments import gpu_check, recipe_search, train_bench, train_cli
+from .experiments import budget_model, gpu_check, recipe_search, train_bench, train_cli
 from .measure import bench
 from .models import list_models
 from .report.summary import write_pages
@@ -34,6 +34,7 @@ PASS_THROUGH = {
     "train-bench": train_bench,
     "recipe-search": recipe_search,
     "gpu-check": gpu_check,
+    "budget-model": budget_model,
 }
 
 
@@ -57,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
     sub.add_parser("train-bench", help="training time and img/s of every small model against the profile budget")
     sub.add_parser("gpu-check", help="the colab/full training path timed on one GPU, with chapter estimates")
+    sub.add_parser("budget-model", help="colab/full chapter times modelled from measured FLOPs and op counts (no GPU)")
     sub.add_parser(
         "recipe-search", help="validation curves of candidate batch sizes and rates (see recipe-search --help)"
     )

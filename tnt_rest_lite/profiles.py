@@ -269,14 +269,19 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-def smoke_scale(profile: Profile) -> Profile:
-    """``profile`` shrunk to a few optimizer steps per run, every other setting kept.
+SMOKE_EVAL_SAMPLES = 8  # validation and test images of a smoke run: one evaluation batch, enough for the figures
 
-    Two training steps per epoch at the profile's (and each table's) batch size, one epoch
-    (classifier initialisations too), one evaluation batch for validation and test, a few figure
-    images and one benchmark repeat; the models, image size, recipes, batch sizes, workers, seeds,
-    mixed precision and detector settings stay the profile's. Numbers from it mean nothing: it checks
-    that the profile's code path runs.
+
+def smoke_scale(profile: Profile) -> Profile:
+    """``profile`` shrunk to one optimizer step per epoch of every run, every other setting kept.
+
+    One epoch (classifier initialisations too) of one training step at the largest of the profile's
+    batch sizes (a table that trains at a smaller batch takes a few steps), :data:`SMOKE_EVAL_SAMPLES`
+    validation and test images (one evaluation batch), two figure images, a few diversity images and
+    one benchmark repeat of a small batch; detectors train one step of their batch and are scored on
+    4 images. The models, image size, recipes, training batch sizes, workers, seeds, mixed precision
+    and detector settings stay the profile's. Numbers from it mean nothing: it checks that the
+    profile's code path runs.
     """
     batches = [profile.batch_size, *(r.get("batch_size", profile.batch_size) for r in profile.table_recipe.values())]
     batch = max(batches)
@@ -286,7 +291,7 @@ def smoke_scale(profile: Profile) -> Profile:
         det_batch = max(
             [detection.get("batch_size", 1), *(t.get("batch_size", 1) for t in detection.get("tables", {}).values())]
         )
-        shrink = {"train_samples": 2 * det_batch, "val_samples": 4, "test_samples": 4, "epochs": 1}
+        shrink = {"train_samples": det_batch, "val_samples": 4, "test_samples": 4, "epochs": 1}
         detection.update(shrink)
         detection["tables"] = {
             name: {
@@ -299,14 +304,15 @@ def smoke_scale(profile: Profile) -> Profile:
     return replace(
         profile,
         description=f"{profile.description} (smoke scale: a few steps of every run, numbers meaningless)",
-        train_samples=2 * batch,
-        val_samples=2 * batch,
-        test_samples=2 * batch,
+        train_samples=batch,
+        val_samples=SMOKE_EVAL_SAMPLES,
+        test_samples=SMOKE_EVAL_SAMPLES,
         epochs=1,
         table_recipe=tables,
         figure_images=2,
-        diversity_images=min(profile.diversity_images, 8),
+        diversity_images=min(profile.diversity_images, 4),
         bench_repeats=1,
+        bench_batch=min(profile.bench_batch, 4),  # 02 times full-size models at 224 px: the path, not the speed
         detection=detection,
         scale="smoke",
     )

@@ -48,6 +48,7 @@ __all__ = [
     "Detector",
     "DetectionTableSpec",
     "DETECTION_TABLES",
+    "detection_settings",
     "detection_table_spec",
     "detection_recipe",
     "detection_splits",
@@ -204,7 +205,7 @@ def detection_table_spec(name: str) -> DetectionTableSpec:
     return DETECTION_TABLES[name]
 
 
-def _settings(profile: Profile, table: str | None = None) -> dict[str, Any]:
+def detection_settings(profile: Profile, table: str | None = None) -> dict[str, Any]:
     """The profile's detection settings, with table ``table``'s own (``detection["tables"]``) applied."""
     if not profile.detection:
         raise ValueError(f"profile '{profile.name}' has no detection settings")
@@ -222,7 +223,7 @@ def detection_recipe(profile: Profile | None = None, seed: int = 0, table: str |
     mixup: they are classification's.
     """
     p = profile or get_profile()
-    d = _settings(p, table)
+    d = detection_settings(p, table)
     return TrainConfig(
         epochs=int(d["epochs"]),
         batch_size=int(d["batch_size"]),
@@ -249,7 +250,7 @@ def detection_splits(
     every visible object is boxed and labelled. Choices are made on validation; the tables read test.
     """
     p = profile or get_profile()
-    d = _settings(p, table)
+    d = detection_settings(p, table)
     return tuple(
         detection_dataset(
             "synthetic",
@@ -275,7 +276,7 @@ def build_small_detector(
     """
 
     p = profile or get_profile()
-    d = _settings(p)
+    d = detection_settings(p)
     options: dict[str, Any] = {
         "fpn_channels": int(d["fpn_channels"]),
         "image_mean": list(SYNTHETIC_MEAN),
@@ -305,7 +306,7 @@ def classifier_weights(
     recipe to that many epochs (classifiers that no chapter trains, trained here within the budget).
     """
     init = detector.init_seed(seed)
-    epochs = _settings(profile, table).get("init_epochs")
+    epochs = detection_settings(profile, table).get("init_epochs")
     classifier = trained_model(detector.init_table, detector.backbone, init, profile, progress=progress, epochs=epochs)
     return classifier.state_dict()
 
@@ -365,7 +366,11 @@ def run_detector(
         "backbone": detector.backbone,
         "stage_norm": detector.stage_norm,
         "init": f"{detector.init_table} classifier weights, seeds {[detector.init_seed(s) for s in seeds]}"
-        + (f", {init_epochs} epoch(s)" if (init_epochs := _settings(p, spec.prefix).get("init_epochs")) else ""),
+        + (
+            f", {init_epochs} epoch(s)"
+            if (init_epochs := detection_settings(p, spec.prefix).get("init_epochs"))
+            else ""
+        ),
         "seeds": seeds,
         "params": count_params(model),
         "parameter_breakdown": parameter_breakdown(model),
@@ -377,7 +382,7 @@ def run_detector(
         "test_samples": len(test_set),
         "image_size": DETECTION_IMAGE_SIZE,
         "train_config": detection_recipe(p, table=spec.prefix).as_dict(),
-        "detector_settings": _settings(p, spec.prefix),
+        "detector_settings": detection_settings(p, spec.prefix),
         "histories": histories,
         "predictions": shown,
     }
@@ -585,7 +590,7 @@ def describe_detection_table(name: str, profile: Profile | None = None) -> str:
     """Markdown: what detection table ``name`` trains in ``profile`` (data, recipe, detectors), generated."""
 
     spec, p = detection_table_spec(name), profile or get_profile()
-    d = _settings(p, name)
+    d = detection_settings(p, name)
     config = detection_recipe(p, table=name)
     offset = 1 if spec.kind == "faster_rcnn" else 0
     train_set = detection_splits(p, offset, name)[0]
