@@ -28,12 +28,14 @@ $(VENV)/.installed: pyproject.toml requirements.txt constraints.txt
 book: install
 	$(BIN)/python -m tnt_rest_lite reproduce
 
-# Tests: lint, unit tests, every notebook executed in the ci profile (not written back), the book with -W.
+# Tests: lint, unit tests, every notebook executed in the ci profile and, at the smoke scale, in the colab and
+# full profiles (not written back), the book with -W, every page in a browser.
 test:
 	@$(call stage,install,$(MAKE) --no-print-directory install)
 	@$(call stage,lint,$(MAKE) --no-print-directory lint)
 	@$(call stage,unit tests,$(MAKE) --no-print-directory unit)
 	@$(call stage,notebooks (ci profile),$(MAKE) --no-print-directory notebooks)
+	@$(call stage,notebooks (colab and full profiles at the smoke scale),$(MAKE) --no-print-directory smoke)
 	@$(call stage,book build,$(MAKE) --no-print-directory html)
 	@$(call stage,browser test,$(MAKE) --no-print-directory browser-test)
 
@@ -42,7 +44,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 unit: install
-	$(BIN)/python -m pytest tests -q -p no:cacheprovider --ignore=tests/browser
+	$(BIN)/python -m pytest tests -q -p no:cacheprovider --ignore=tests/browser --ignore=tests/smoke
 
 # nbmake runs each notebook top to bottom in a fresh kernel; a cell error fails the test. Results go to a
 # temporary folder so a test run never overwrites the committed results/ of a real run.
@@ -52,14 +54,10 @@ notebooks: install
 		TNT_REST_CHECKPOINTS=$$checkpoints \
 		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider --durations=0 notebooks
 
-# The GPU profiles' code paths on this CPU: every notebook under colab and full at the smoke scale (a few
-# steps of every run; models, image size, recipes, batch sizes, workers and seeds of the profile).
+# The GPU profiles' code paths on this CPU: every notebook under colab and full at the smoke scale (one step
+# per epoch of every run; models, image size, recipes, batch sizes, workers, seeds and AMP flag of the profile).
 smoke: install
-	for profile in colab full; do \
-		results=$$(mktemp -d) && checkpoints=$$(mktemp -d) && TNT_REST_PROFILE=$$profile TNT_REST_SCALE=smoke \
-		TNT_REST_RESULTS=$$results TNT_REST_CHECKPOINTS=$$checkpoints \
-		$(BIN)/python -m pytest --nbmake --nbmake-timeout=900 -q -p no:cacheprovider --durations=0 notebooks || exit 1; \
-	done
+	$(BIN)/python -m pytest tests/smoke -q -p no:cacheprovider --durations=0
 
 # On one GPU: every model's AMP training step at the colab and full batch sizes, one seed of each
 # training table, the figure chapters' GPU path; writes results/<profile>/gpu_check.json with estimates.

@@ -33,19 +33,11 @@ def _pretrained_cell(notebook: str) -> str:
 @pytest.fixture()
 def stub_hub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[str]:
     """timm's hub download replaced by random weights of the named architecture; returns the ids asked for."""
-    import timm
     import timm.models._builder as builder
+    from pretrained_stubs import fake_hub_download
 
     asked: list[str] = []
-
-    def fake_download(model_id: str, *args: object, **kwargs: object) -> dict[str, torch.Tensor]:
-        asked.append(model_id)
-        architecture = model_id.split("/", 1)[1]  # "timm/tnt_s_patch16_224.in1k" -> "tnt_s_patch16_224.in1k"
-        path = tmp_path / f"{architecture}.pth"
-        torch.save(timm.create_model(architecture, pretrained=False).state_dict(), path)
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-    monkeypatch.setattr(builder, "load_state_dict_from_hf", fake_download)
+    monkeypatch.setattr(builder, "load_state_dict_from_hf", fake_hub_download(tmp_path, asked))
     return asked
 
 
