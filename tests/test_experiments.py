@@ -408,13 +408,16 @@ def test_the_cpu_profiles_per_model_rates_are_the_best_of_its_stored_search() ->
             assert max(runs, key=lambda r: r["final_val_top1"])["lr"] == lr
 
 
-def test_colab_ablation_rates_are_cpus_linearly_scaled() -> None:
-    # colab trains the same 32 px data at batch 128: cpu's searched rates (batch 64) times 128 / 64
-    cpu, colab = PROFILES["cpu"], PROFILES["colab"]
-    ratio = colab.batch_size_for("rest_ablation") / cpu.batch_size_for("rest_ablation")
-    assert ratio == 2
-    cpu_rates, colab_rates = cpu.table_recipe["rest_ablation"]["lr"], colab.table_recipe["rest_ablation"]["lr"]
-    assert colab_rates == {m: lr * ratio for m, lr in cpu_rates.items()}
+def test_gpu_ablation_rates_are_cpus_linearly_scaled() -> None:
+    # colab trains the same 32 px data at batch 128: cpu's searched rates (batch 64) times 128 / 64; full at 256
+    cpu = PROFILES["cpu"]
+    for name, expected in (("colab", 2), ("full", 4)):
+        gpu = PROFILES[name]
+        ratio = gpu.batch_size_for("rest_ablation") / cpu.batch_size_for("rest_ablation")
+        assert ratio == expected
+        cpu_rates, gpu_rates = cpu.table_recipe["rest_ablation"]["lr"], gpu.table_recipe["rest_ablation"]["lr"]
+        assert gpu_rates == {m: lr * ratio for m, lr in cpu_rates.items()}
+    colab = PROFILES["colab"]
     assert (
         recipe("resnet", colab, 0, "rest_ablation", "rest_lite_mini").lr == 0.02
     )  # not 0.05, where cpu's search sat at chance

@@ -250,6 +250,10 @@ PROFILES: dict[str, Profile] = {
         bench_repeats=20,
         bench_batch=128,
         num_workers=8,
+        # cpu's searched ablation rates linearly scaled to batch 256 (ResNet's rule, 0.1 x batch / 256, is
+        # where cpu's search left ResT-Lite at chance); 112 px standard-difficulty data is another task than
+        # cpu's 32 px: a GPU session should search them (recipe-search) before they are trusted
+        table_recipe={"rest_ablation": {"lr": _linearly_scaled(_CPU_ABLATION_RATES, 64, 256)}},
         train_mixup=True,
         data_difficulty="standard",
         # the published detector widths (FPN 256, box head 1024) on the small backbones
