@@ -233,3 +233,28 @@ def test_seed_accuracy_measures_each_model_on_the_test_split() -> None:
             for m in models
         ]
     assert accuracy["test_top1"] == pytest.approx(expected) and accuracy["chance_top1"] == pytest.approx(5.0)
+
+
+def test_the_attention_figures_run_their_forward_passes_on_the_compute_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 07 and 08's similarity figure take models that trained_model loads on the CPU: each forward pass asks
+    # on_compute_device for the GPU (when there is one) and gives the maps back on the CPU
+    import contextlib
+
+    from tnt_rest_lite import create_model
+    from tnt_rest_lite.experiments import figures
+
+    entered: list[str] = []
+
+    @contextlib.contextmanager
+    def recording(model):  # noqa: ANN001, ANN202
+        entered.append(type(model).__name__)
+        yield torch.device("cpu")
+
+    monkeypatch.setattr(figures, "on_compute_device", recording)
+    deit = create_model("deit_s_mini", num_classes=20).eval()
+    maps = figures.outer_attention(deit, torch.randn(1, 3, 32, 32))
+    rest = create_model("rest_lite_mini", num_classes=20).eval()
+    similarity = figures.emsa_head_similarity(rest, torch.randn(1, 3, 32, 32))
+    assert entered == ["DeiT", "ResT"]
+    assert all(m.device.type == "cpu" for m in maps)
+    assert all(t.device.type == "cpu" for block in similarity.values() for t in block.values())

@@ -116,8 +116,8 @@ def outer_attention(model: nn.Module, images: torch.Tensor) -> list[torch.Tensor
 
     ``N`` counts the class token first, then the patches in raster order.
     """
-    with capture_attention(model) as maps:
-        model(images.to(_device_of(model)))  # the model's device: a GPU when the chapter put it there
+    with on_compute_device(model) as device, capture_attention(model) as maps:  # the GPU when there is one
+        model(images.to(device))
     found = {int(m.group(1)): maps[name]["attn"].cpu() for name in maps if (m := _OUTER.match(name))}
     if not found:
         raise ValueError(f"{type(model).__name__} has no outer attention 'blocks.<i>.attn' / 'blocks.<i>.outer.attn'")
@@ -420,13 +420,14 @@ def emsa_head_similarity(model: nn.Module, images: torch.Tensor) -> dict[str, di
     flattened and compared with every other head's, averaged over ``images``:
     ``{block: {"scores" | "transformed" | "attn": (heads, heads)}}``.
     """
-    with capture_attention(model) as maps:
-        model(images)
+    with torch.no_grad(), on_compute_device(model) as device, capture_attention(model) as maps:  # the GPU if any
+        model(images.to(device))
     out = {}
     for name, block_maps in maps.items():
         if "transformed" not in block_maps or block_maps["scores"].shape[1] < 2:
             continue
-        out[name.removesuffix(".attn")] = {k: head_similarity(block_maps[k]) for k in ("scores", "transformed", "attn")}
+        steps = ("scores", "transformed", "attn")
+        out[name.removesuffix(".attn")] = {k: head_similarity(block_maps[k]).cpu() for k in steps}
     return out
 
 
