@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from .book.notebooks import execute_notebook, notebook_paths, sync_setup_cells
 from .core.paths import repo_root
+from .core.store import git_commit
 from .experiments import budget_model, gpu_check, recipe_search, train_bench, train_cli
 from .measure import bench
 from .models import list_models
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     ex.add_argument("notebooks", nargs="+", type=Path)
     ex.add_argument("--profile")
     sub.add_parser("summary", help="write book/summary.md and book/supplements.md from the stored results")
-    sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book.notebooks")
+    sync = sub.add_parser("sync-setup", help="rewrite every notebook's set-up cell from tnt_rest_lite.book.notebooks")
+    sync.add_argument("--commit", help="the commit Colab installs: HEAD or a sha (default: keep each notebook's)")
     sub.add_parser("models", help="list the registered models")
     sub.add_parser("train", help="train one registered model with the engine, also under torchrun (see train --help)")
     sub.add_parser("bench", help="inference throughput and memory: ResT-Lite EMSA vs MSA (see bench --help)")
@@ -70,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in write_pages():
             print(f"wrote {path}")
     elif args.command == "sync-setup":
-        for path in sync_setup_cells():
+        commit = git_commit() if args.commit == "HEAD" else args.commit
+        for path in sync_setup_cells(commit=commit):
             print(f"updated {path}")
     elif args.command in ("reproduce", "execute"):
         paths = notebook_paths() if args.command == "reproduce" else args.notebooks

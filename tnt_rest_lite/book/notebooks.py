@@ -36,16 +36,19 @@ __all__ = [
 REPOSITORY_URL = "https://github.com/tnt-rest-lite/tnt_rest_lite"
 
 
-# The set-up cell names the commit its notebook's outputs were computed at (``execute_notebook`` writes
-# it before each run): Colab installs that commit, so a reader runs the code that made the page.
+# The set-up cell names the commit Colab installs: the one its notebook's outputs were computed at
+# (``execute_notebook`` writes it before each run), or a later one when the package moved on without a
+# re-run and the notebook's code follows it (``python -m tnt_rest_lite sync-setup --commit HEAD``); the
+# run report always names the commit of the outputs.
 _COMMIT_LINE = re.compile(r'^BOOK_COMMIT = (None|"[^"\n]*")', re.MULTILINE)
 
 
 def setup_cell_source(commit: str | None = None) -> str:
     """Source of the first code cell of every notebook; ``commit`` is the one Colab installs."""
     stamped = "None" if commit is None else f'"{commit}"'
-    return f'''# Set-up. On Colab: install tnt_rest_lite at the commit these outputs were computed at (torch stays
-# as installed). Elsewhere: nothing to install; `pip install -e .` in the repository root comes first.
+    return f'''# Set-up. On Colab: install tnt_rest_lite at the commit this notebook's code is written for (torch
+# stays as installed); the run report below names the commit its stored outputs come from. Elsewhere:
+# nothing to install; `pip install -e .` in the repository root comes first.
 import importlib.util
 import os
 import subprocess
