@@ -18,6 +18,17 @@ def test_count_work_counts_flops_and_dispatched_ops():
     assert work["ops"] == 2  # mm, relu
 
 
+def test_attention_products_are_counted_on_the_cpu_too():
+    import torch.nn.functional as F
+
+    q = torch.randn(2, 4, 64, 32, requires_grad=True)  # batch, heads, tokens, head width
+    forward = budget_model.count_work(lambda: F.scaled_dot_product_attention(q, q, q))
+    products = 2 * 2 * (2 * 4 * 64 * 64 * 32)  # QK^T and AV, each b h n n d multiply-adds of 2 FLOPs
+    assert forward["flops"] == products
+    both = budget_model.count_work(lambda: F.scaled_dot_product_attention(q, q, q).sum().backward())
+    assert both["flops"] == 3.5 * products  # torch counts five backward products: QK^T recomputed, dV, dP, dQ, dK
+
+
 def test_training_step_work_scales_with_the_model():
     profile = get_profile("ci")
     small = budget_model._classifier_work("deit_s_mini", "tnt_table1", profile)

@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from ..core import store
 from ..data.datasets import build_dataset
@@ -84,9 +84,27 @@ class _OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+# FlopCounterMode knows the CUDA kernels of scaled_dot_product_attention, not the CPU's: without these the
+# attention products (most of ResT-Lite-MSA's work at 112 px) would count as free here
+def _cpu_attention_flops(query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+    return sdpa_flop_count(query, key, value)  # shapes: FlopCounterMode passes every tensor as its shape
+
+
+def _cpu_attention_backward_flops(
+    grad: Any, query: Any, key: Any, value: Any, *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
+    return sdpa_backward_flop_count(grad, query, key, value)
+
+
+_CPU_ATTENTION_FLOPS = {
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops,
+    torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward: _cpu_attention_backward_flops,
+}
+
+
 def count_work(fn: Callable[[], Any]) -> dict[str, float]:
     """``{"flops", "ops"}`` of one call of ``fn`` (FLOPs: 2 per multiply-add; ops: dispatched ATen calls)."""
-    flops = FlopCounterMode(display=False)
+    flops = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION_FLOPS)
     ops = _OpCounter()
     with flops, ops:
         fn()
