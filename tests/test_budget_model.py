@@ -36,6 +36,8 @@ def test_training_step_work_scales_with_the_model():
     # a training step costs about 3 forward passes (forward, two backward products per weight)
     assert 2.5 < small["train_flops_per_image"] / small["eval_flops_per_image"] < 3.5
     assert tnt["train_ops_per_step"] > small["train_ops_per_step"]  # TNT adds the inner (pixel) blocks
+    again = budget_model._classifier_work("deit_s_mini", "tnt_table1", profile)
+    assert again == small  # no skipped (overflowing) step changes what is counted
 
 
 def _measured(flops: float, ops: float) -> dict:

@@ -126,7 +126,8 @@ def _classifier_work(name: str, table: str, profile: Profile) -> dict[str, float
     for group in optimizer.param_groups:
         group["foreach"] = True  # the optimizer's implementation on CUDA (on the CPU it loops over tensors)
     scheduler = build_scheduler(optimizer, config, steps_per_epoch=10)
-    scaler = torch.amp.GradScaler("cpu", enabled=amp_enabled(config, torch.device("cpu")))
+    # scale 1: the fp16 gradients of a random model stay finite, so no step is skipped (with its optimizer ops)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=amp_enabled(config, torch.device("cpu")))
     step = dict(task=task, scaler=scaler, num_updates=1)
     train_step(model, batch, optimizer, scheduler, config, **step)  # optimizer state exists from here on
     trained = count_work(lambda: train_step(model, batch, optimizer, scheduler, config, **step))
@@ -169,7 +170,7 @@ def _detector_work(table: str, profile: Profile) -> dict[str, dict[str, float]]:
         for group in optimizer.param_groups:
             group["foreach"] = True
         scheduler = build_scheduler(optimizer, config, steps_per_epoch=10)
-        scaler = torch.amp.GradScaler("cpu", enabled=amp_enabled(config, torch.device("cpu")))
+        scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=amp_enabled(config, torch.device("cpu")))
         step = dict(task=task, scaler=scaler, num_updates=1)
         train_step(model, batch, optimizer, scheduler, config, **step)
         trained = count_work(lambda: train_step(model, batch, optimizer, scheduler, config, **step))  # noqa: B023
