@@ -1,0 +1,45 @@
+"""timm's registry conventions: module keys of our own, a pool_size in every cfg, features_only defaults."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+import timm
+
+import tnt_rest_lite
+from tnt_rest_lite import list_models
+from tnt_rest_lite.models import trl_deit, trl_resnet, trl_rest, trl_tnt
+
+NAMES = list_models()
+OUR_MODULES = (trl_deit, trl_tnt, trl_rest, trl_resnet)
+
+
+def _entry_points(module) -> set[str]:
+    """The registered names a model file defines (its entry points, in its ``__all__``)."""
+    return {n for n in module.__all__ if n in NAMES}
+
+
+@pytest.mark.parametrize("module", OUR_MODULES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_each_module_key_lists_exactly_its_own_models(module) -> None:
+    key = module.__name__.rsplit(".", 1)[-1]  # timm keys a model by the last part of fn.__module__
+    assert set(timm.list_models(module=key)) == _entry_points(module) != set()
+
+
+def test_our_module_keys_are_not_timm_modules() -> None:
+    """No key of ours names a module of timm itself (timm.models.<key>), now or by accident."""
+    for module in OUR_MODULES:
+        key = module.__name__.rsplit(".", 1)[-1]
+        assert importlib.util.find_spec(f"timm.models.{key}") is None, key
+
+
+@pytest.mark.parametrize("key", ["deit", "tnt", "resnet", "vision_transformer"])
+def test_timm_module_keys_hold_none_of_ours(key: str) -> None:
+    assert timm.list_models(module=key), key  # timm's own models are still there
+    assert set(timm.list_models(module=key)).isdisjoint(NAMES)
+
+
+def test_every_model_is_in_one_module_and_listed() -> None:
+    files = [_entry_points(m) for m in OUR_MODULES]
+    assert sorted(set().union(*files)) == NAMES == tnt_rest_lite.list_models()
+    assert sum(len(f) for f in files) == len(NAMES)  # no name in two files
