@@ -6,6 +6,7 @@ import importlib.util
 
 import pytest
 import timm
+import torch
 
 import tnt_rest_lite
 from tnt_rest_lite import list_models
@@ -43,3 +44,21 @@ def test_every_model_is_in_one_module_and_listed() -> None:
     files = [_entry_points(m) for m in OUR_MODULES]
     assert sorted(set().union(*files)) == NAMES == tnt_rest_lite.list_models()
     assert sum(len(f) for f in files) == len(NAMES)  # no name in two files
+
+
+# timm's own cfgs of the architectures our plain transformers reproduce
+TIMM_TWINS = {"deit": "deit_small_patch16_224.fb_in1k", "tnt": "tnt_s_patch16_224.in1k"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_pool_size_is_the_final_map_at_the_input_size(name: str) -> None:
+    with torch.device("meta"):  # shapes only: the full-size models at 224 px stay quick
+        model = timm.create_model(name).eval()
+        cfg = model.pretrained_cfg
+        features = model.forward_features(torch.zeros(1, *cfg["input_size"]))
+    assert "pool_size" in cfg
+    if features.ndim == 4:  # a pyramid (ResT, ResNet): the map global pooling reduces
+        assert cfg["pool_size"] == tuple(features.shape[-2:]), cfg["pool_size"]
+    else:  # tokens (DeiT, TNT): no map to pool, and timm's deit and tnt cfgs leave it None too
+        twin = timm.models.get_pretrained_cfg(TIMM_TWINS[name.split("_")[0]])
+        assert cfg["pool_size"] is twin.pool_size is None

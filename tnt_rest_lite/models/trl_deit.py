@@ -69,7 +69,8 @@ class DeiT(ClassTokenModel):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, c.embed_dim))
         self.pos_drop = nn.Dropout(c.drop_rate)
-        rates = torch.linspace(0, c.drop_path_rate, c.depth).tolist()  # deeper blocks drop more
+        # Deeper blocks drop more (0 -> drop_path_rate); plain Python so the model builds on "meta" too.
+        rates = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 c.embed_dim,
