@@ -62,3 +62,29 @@ def test_pool_size_is_the_final_map_at_the_input_size(name: str) -> None:
     else:  # tokens (DeiT, TNT): no map to pool, and timm's deit and tnt cfgs leave it None too
         twin = timm.models.get_pretrained_cfg(TIMM_TWINS[name.split("_")[0]])
         assert cfg["pool_size"] is twin.pool_size is None
+
+
+def _small(name: str) -> tuple[dict, int]:
+    """Overrides and image side that keep the full-size models quick on CPU (as test_timm_interface)."""
+    if name.endswith("_mini"):
+        return {}, 32
+    return ({"img_size": 64} if name.startswith(("deit", "tnt")) else {}), 64
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_features_only_with_its_default_out_indices(name: str) -> None:
+    """The defaults are timm's: the last three blocks of a ViT-style model, every stage of a pyramid."""
+    overrides, size = _small(name)
+    with torch.device("meta"):
+        blocks = len(timm.create_model(name, **overrides).feature_info)
+    model = timm.create_model(name, features_only=True, **overrides).eval()
+    info = model.feature_info
+    if name.startswith(("deit", "tnt")):
+        assert tuple(info.out_indices) == tuple(range(blocks - min(3, blocks), blocks))
+    else:
+        assert tuple(info.out_indices) == tuple(range(blocks))
+    with torch.no_grad():
+        features = model(torch.randn(1, 3, size, size))
+    assert len(features) == len(info.out_indices)
+    for f, channels, reduction in zip(features, info.channels(), info.reduction(), strict=True):
+        assert f.shape == (1, channels, -(-size // reduction), -(-size // reduction))

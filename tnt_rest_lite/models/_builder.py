@@ -33,11 +33,26 @@ from torch.utils.checkpoint import checkpoint
 from ..core.normalization import SYNTHETIC_MEAN, SYNTHETIC_STD
 from ._registry import configure
 
-__all__ = ["ClassTokenModel", "build", "cfg", "mini_cfg", "pool_size", "check_image", "POOLS", "OUTPUT_FORMATS"]
+__all__ = [
+    "ClassTokenModel",
+    "build",
+    "cfg",
+    "mini_cfg",
+    "pool_size",
+    "check_image",
+    "POOLS",
+    "OUTPUT_FORMATS",
+    "CLASS_TOKEN_FEATURES",
+]
 
 
 POOLS = ("token", "avg", "")  # class token, mean of the patch tokens, none (the unpooled tokens)
 OUTPUT_FORMATS = ("NCHW", "NLC")
+# ``features_only=True`` defaults of the class-token models, timm's for its ViTs and TNT
+# (``_create_vision_transformer``, ``_create_tnt``): the last three blocks (``out_indices=3``; fewer
+# when the model has fewer), as NCHW maps from ``forward_intermediates``. timm's generic default,
+# the first five modules of ``feature_info`` through hooks, is out of range for a 4-block mini.
+CLASS_TOKEN_FEATURES: dict[str, Any] = dict(feature_cls="getter", out_indices=3)
 
 
 def pool_size(input_size: tuple[int, int, int], output_stride: int) -> tuple[int, int]:

@@ -17,7 +17,7 @@ from timm.models import generate_default_cfgs
 from torch import nn
 
 from ..layers.blocks import TransformerBlock, init_weights
-from ._builder import ClassTokenModel, build, cfg, mini_cfg
+from ._builder import CLASS_TOKEN_FEATURES, ClassTokenModel, build, cfg, mini_cfg
 from ._registry import register_model
 
 __all__ = ["DeiTConfig", "PatchEmbed", "DeiT", "deit_s", "deit_s_mini", "checkpoint_filter_fn"]
@@ -156,14 +156,19 @@ default_cfgs = generate_default_cfgs(
 )
 
 
+def _create(variant: str, base: DeiTConfig, pretrained: bool, **kwargs: Any) -> DeiT:
+    # features_only: the last three blocks by default, as timm's ViTs (CLASS_TOKEN_FEATURES)
+    return build(DeiT, base, variant, pretrained, feature_cfg=CLASS_TOKEN_FEATURES, **kwargs)
+
+
 @register_model
 def deit_s(pretrained: bool = False, **kwargs: Any) -> DeiT:
     """DeiT-S: 16x16 patches, width 384, 12 blocks, 6 heads (22.1M parameters)."""
-    return build(DeiT, DeiTConfig(), "deit_s", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
+    return _create("deit_s", DeiTConfig(), pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 @register_model
 def deit_s_mini(pretrained: bool = False, **kwargs: Any) -> DeiT:
     """DeiT-S scaled for 32 px images as :func:`tnt_s_mini` is: 8x8 patches (a 4x4 grid), width 96, 4 blocks, 3 heads."""
     base = DeiTConfig(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=20)
-    return build(DeiT, base, "deit_s_mini", pretrained, **kwargs)
+    return _create("deit_s_mini", base, pretrained, **kwargs)
