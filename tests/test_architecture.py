@@ -217,9 +217,9 @@ def test_no_function_level_import_of_the_package() -> None:
 def test_the_graph_sees_the_imports() -> None:
     """A check of the reader itself: known arrows of the package are found, relative imports resolved."""
     arrows = {(i.source, i.target) for i in package_graph().imports}
-    assert ("tnt_rest_lite.models.deit", "tnt_rest_lite.models._registry") in arrows
+    assert ("tnt_rest_lite.models.trl_deit", "tnt_rest_lite.models._registry") in arrows
     assert ("tnt_rest_lite.core.store", "tnt_rest_lite.profiles") in arrows
-    assert ("tnt_rest_lite.models", "tnt_rest_lite.models.tnt") in arrows
+    assert ("tnt_rest_lite.models", "tnt_rest_lite.models.trl_tnt") in arrows
 
 
 # ---- each check can fail ----------------------------------------------------------------------
@@ -247,8 +247,8 @@ def test_a_cycle_is_reported() -> None:
 def test_an_upward_and_an_unlisted_sideways_arrow_are_reported() -> None:
     graph = _fake(
         {
-            "tnt_rest_lite.core.store": "from ..models.tnt import TNT\n",
-            "tnt_rest_lite.models.tnt": "",
+            "tnt_rest_lite.core.store": "from ..models.trl_tnt import TNT\n",
+            "tnt_rest_lite.models.trl_tnt": "",
             "tnt_rest_lite.train.loop": "from ..detection.task import DetectionTask\n",
             "tnt_rest_lite.detection.task": "from ..train.tasks import Task\n",
             "tnt_rest_lite.train.tasks": "",

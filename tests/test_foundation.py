@@ -51,7 +51,7 @@ def test_unknown_override_is_clear_error() -> None:
 
 def test_timm_create_model_after_import() -> None:
     model = timm.create_model("deit_s_mini", num_classes=7)
-    assert type(model).__module__ == "tnt_rest_lite.models.deit"
+    assert type(model).__module__ == "tnt_rest_lite.models.trl_deit"
     assert model(torch.randn(2, 3, 32, 32)).shape == (2, 7)
 
 

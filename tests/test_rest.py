@@ -14,7 +14,7 @@ from tnt_rest_lite.measure.complexity import count_flops, count_params
 from tnt_rest_lite.measure.conventions import paper_convention_flops
 from tnt_rest_lite.measure.group_linear import group_linear_flops, group_linear_params
 from tnt_rest_lite.models._registry import create_model
-from tnt_rest_lite.models.rest import PA, PatchEmbed, ResT, Stem
+from tnt_rest_lite.models.trl_rest import PA, PatchEmbed, ResT, Stem
 
 # ---------------------------------------------------------------- parameter counts by hand
 

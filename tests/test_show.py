@@ -10,7 +10,7 @@ import torch
 
 from tnt_rest_lite.book.show import check_shape, show_source, source_of
 from tnt_rest_lite.layers.attention import Attention
-from tnt_rest_lite.models.tnt import PixelEmbed
+from tnt_rest_lite.models.trl_tnt import PixelEmbed
 
 
 def test_source_of_is_the_objects_own_source():

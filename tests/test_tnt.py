@@ -12,7 +12,7 @@ from tnt_rest_lite.measure.complexity import count_flops, count_params
 from tnt_rest_lite.measure.conventions import COMPONENTS, complexity_breakdown, se_extra_params
 from tnt_rest_lite.models._registry import create_model
 from tnt_rest_lite.models._weights import load_timm
-from tnt_rest_lite.models.tnt import TNT, PixelEmbed, PixelToPatch, SqueezeExcite, TNTBlock, TNTConfig
+from tnt_rest_lite.models.trl_tnt import TNT, PixelEmbed, PixelToPatch, SqueezeExcite, TNTBlock, TNTConfig
 
 
 def _perturb(model: torch.nn.Module, std: float = 0.05) -> None:

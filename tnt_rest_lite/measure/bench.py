@@ -39,7 +39,7 @@ import torch
 
 from ..core.store import save_json, stopwatch
 from ..models._registry import create_model
-from ..models.rest import ResT
+from ..models.trl_rest import ResT
 from ..profiles import get_profile
 from .conventions import attention_geometry
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ..layers.attention import Attention
-from ..models.rest import ResT
-from ..models.tnt import TNT
+from ..models.trl_rest import ResT
+from ..models.trl_tnt import TNT
 from .complexity import FlopReport, attention_product_hooks, count_flops
 
 __all__ = [

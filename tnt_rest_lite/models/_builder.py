@@ -14,7 +14,7 @@ stage). Detection necks, explanation methods and timm's own feature wrappers
   ``pretrained_cfg`` (so ``pretrained=True``, ``features_only``, ``out_indices``, ``num_classes``,
   ``global_pool``, ``in_chans`` and ``pretrained_cfg_overlay`` all work through
   ``timm.create_model`` and ``tnt_rest_lite.create_model`` alike) and our frozen configs.
-* :func:`cfg` writes a ``pretrained_cfg`` entry.
+* :func:`cfg` writes a ``pretrained_cfg`` entry; :func:`pool_size` its final map size.
 """
 
 from __future__ import annotations
@@ -33,15 +33,45 @@ from torch.utils.checkpoint import checkpoint
 from ..core.normalization import SYNTHETIC_MEAN, SYNTHETIC_STD
 from ._registry import configure
 
-__all__ = ["ClassTokenModel", "build", "cfg", "mini_cfg", "check_image", "POOLS", "OUTPUT_FORMATS"]
+__all__ = [
+    "ClassTokenModel",
+    "build",
+    "cfg",
+    "mini_cfg",
+    "pool_size",
+    "check_image",
+    "POOLS",
+    "OUTPUT_FORMATS",
+    "CLASS_TOKEN_FEATURES",
+]
 
 
 POOLS = ("token", "avg", "")  # class token, mean of the patch tokens, none (the unpooled tokens)
 OUTPUT_FORMATS = ("NCHW", "NLC")
+# ``features_only=True`` defaults of the class-token models, timm's for its ViTs and TNT
+# (``_create_vision_transformer``, ``_create_tnt``): the last three blocks (``out_indices=3``; fewer
+# when the model has fewer), as NCHW maps from ``forward_intermediates``. timm's generic default,
+# the first five modules of ``feature_info`` through hooks, is out of range for a 4-block mini.
+CLASS_TOKEN_FEATURES: dict[str, Any] = dict(feature_cls="getter", out_indices=3)
+
+
+def pool_size(input_size: tuple[int, int, int], output_stride: int) -> tuple[int, int]:
+    """The final feature map's ``(H, W)`` at ``input_size`` for a network of ``output_stride``.
+
+    timm's ``pool_size`` convention (``(7, 7)`` at 224 px for a /32 network). Every downsampling of
+    our pyramids is a stride-2 conv with padding (or a stride-``s`` stem), so a side ``n`` becomes
+    ``ceil(n / output_stride)``.
+    """
+    return tuple(-(-side // output_stride) for side in input_size[1:])  # type: ignore[return-value]
 
 
 def cfg(**kwargs: Any) -> dict[str, Any]:
-    """A ``pretrained_cfg`` entry: ImageNet defaults at 224 px, overridden by ``kwargs``."""
+    """A ``pretrained_cfg`` entry: ImageNet defaults at 224 px, overridden by ``kwargs``.
+
+    ``pool_size`` stays ``None`` for the plain transformers (DeiT, TNT), as in timm's own ``deit``
+    and ``tnt`` cfgs: their final features are tokens, not a map; the pyramids (ResT, ResNet) set it
+    with :func:`pool_size`.
+    """
     from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
     return {

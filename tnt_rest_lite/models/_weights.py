@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ._registry import create_model
-from .rest import ResT
+from .trl_rest import ResT
 
 __all__ = ["unwrap_state_dict", "load_authors_checkpoint", "AUTHORS_REPOSITORY", "load_timm", "check_state_dict"]
 

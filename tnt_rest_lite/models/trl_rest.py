@@ -35,7 +35,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers.blocks import TransformerBlock, init_weights
-from ._builder import build, cfg, mini_cfg
+from ._builder import build, cfg, mini_cfg, pool_size
 from ._registry import configure, register_model
 
 __all__ = [
@@ -338,6 +338,7 @@ _MINI = {"embed_dims": (32, 64, 128, 256), "depths": (2, 2, 2, 2), "stem_stride"
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     defaults = dict(
         crop_pct=0.875,
+        pool_size=pool_size((3, 224, 224), 32),  # stem /4, then three stride-2 patch embeddings: (7, 7)
         fixed_input_size=False,  # any image of at least 32x32 pixels
         first_conv="stem.conv1",
         license="apache-2.0",
@@ -348,6 +349,9 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
     return cfg(**{**defaults, **kwargs})
 
 
+# 32 px through the stride-2 stem and three stride-2 patch embeddings (output stride 16): a 2x2 map
+_MINI_CFG = mini_cfg(fixed_input_size=False, first_conv="stem.conv1", pool_size=pool_size((3, 32, 32), 16))
+
 # The authors publish their ResT checkpoints in a Google Drive folder (their README), not on a hub
 # timm can reach: no entry has weights to download; raw state dicts load with load_state_dict.
 default_cfgs = generate_default_cfgs(
@@ -357,10 +361,10 @@ default_cfgs = generate_default_cfgs(
         "rest_small": _cfg(),
         "rest_base": _cfg(),
         "rest_large": _cfg(),
-        "rest_lite_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
-        "rest_lite_msa_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
-        "rest_small_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
-        "rest_base_mini": mini_cfg(fixed_input_size=False, first_conv="stem.conv1"),
+        "rest_lite_mini": _MINI_CFG,
+        "rest_lite_msa_mini": _MINI_CFG,
+        "rest_small_mini": _MINI_CFG,
+        "rest_base_mini": _MINI_CFG,
     }
 )
 

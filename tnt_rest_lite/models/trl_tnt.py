@@ -40,7 +40,7 @@ from timm.models import generate_default_cfgs
 from torch import nn
 
 from ..layers.blocks import TransformerBlock, init_weights
-from ._builder import ClassTokenModel, build, cfg, mini_cfg
+from ._builder import CLASS_TOKEN_FEATURES, ClassTokenModel, build, cfg, mini_cfg
 from ._registry import register_model
 
 __all__ = [
@@ -370,32 +370,37 @@ default_cfgs = generate_default_cfgs(
 )
 
 
+def _create(variant: str, base: TNTConfig, pretrained: bool, **kwargs: Any) -> TNT:
+    # features_only: the last three blocks by default, as timm's TNT (CLASS_TOKEN_FEATURES)
+    return build(TNT, base, variant, pretrained, feature_cfg=CLASS_TOKEN_FEATURES, **kwargs)
+
+
 @register_model
 def tnt_s(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-S: outer 384 / inner 24, 12 blocks, 6 outer and 4 inner heads (23.8M parameters)."""
-    return build(TNT, TNTConfig(), "tnt_s", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
+    return _create("tnt_s", TNTConfig(), pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 @register_model
 def tnt_s_se(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-S + SE (TNT supplement, Table 1); no published weights."""
-    return build(TNT, TNTConfig(se=True), "tnt_s_se", pretrained, **kwargs)
+    return _create("tnt_s_se", TNTConfig(se=True), pretrained, **kwargs)
 
 
 @register_model
 def tnt_b(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-B: outer 640 / inner 40, 12 blocks, 10 outer and 4 inner heads (65.6M parameters)."""
     base = TNTConfig(outer_dim=640, inner_dim=40, outer_heads=10)
-    return build(TNT, base, "tnt_b", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
+    return _create("tnt_b", base, pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 @register_model
 def tnt_s_mini(pretrained: bool = False, **kwargs: Any) -> TNT:
     """TNT-S scaled for 32 px images: 8x8 patches of 4x4 pixel tokens, outer 96 / inner 6, 4 blocks, 20 classes."""
-    return build(TNT, TNTConfig(**_MINI), "tnt_s_mini", pretrained, **kwargs)
+    return _create("tnt_s_mini", TNTConfig(**_MINI), pretrained, **kwargs)
 
 
 @register_model
 def tnt_s_se_mini(pretrained: bool = False, **kwargs: Any) -> TNT:
     """:func:`tnt_s_mini` with the SE module in every outer block."""
-    return build(TNT, TNTConfig(**_MINI, se=True), "tnt_s_se_mini", pretrained, **kwargs)
+    return _create("tnt_s_se_mini", TNTConfig(**_MINI, se=True), pretrained, **kwargs)

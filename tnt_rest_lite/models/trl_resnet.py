@@ -24,7 +24,7 @@ from typing import Any
 from timm.models import generate_default_cfgs
 from torch import nn
 
-from ._builder import build, mini_cfg
+from ._builder import build, mini_cfg, pool_size
 from ._registry import register_model
 
 __all__ = ["ResNetConfig", "build_resnet", "resnet18_mini", "resnet50_mini"]
@@ -74,7 +74,10 @@ def build_resnet(config: ResNetConfig) -> nn.Module:
 
 default_cfgs = generate_default_cfgs(
     {
-        name: mini_cfg(fixed_input_size=False, first_conv="conv1", classifier="fc")
+        # the stride-2 stem and three stride-2 stages (output stride 16): a 2x2 map at 32 px
+        name: mini_cfg(
+            fixed_input_size=False, first_conv="conv1", classifier="fc", pool_size=pool_size((3, 32, 32), 16)
+        )
         for name in ("resnet18_mini", "resnet50_mini")
     }
 )

@@ -17,7 +17,7 @@ from timm.models import generate_default_cfgs
 from torch import nn
 
 from ..layers.blocks import TransformerBlock, init_weights
-from ._builder import ClassTokenModel, build, cfg, mini_cfg
+from ._builder import CLASS_TOKEN_FEATURES, ClassTokenModel, build, cfg, mini_cfg
 from ._registry import register_model
 
 __all__ = ["DeiTConfig", "PatchEmbed", "DeiT", "deit_s", "deit_s_mini", "checkpoint_filter_fn"]
@@ -69,7 +69,8 @@ class DeiT(ClassTokenModel):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embed_dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, c.embed_dim))
         self.pos_drop = nn.Dropout(c.drop_rate)
-        rates = torch.linspace(0, c.drop_path_rate, c.depth).tolist()  # deeper blocks drop more
+        # Deeper blocks drop more (0 -> drop_path_rate); plain Python so the model builds on "meta" too.
+        rates = [c.drop_path_rate * i / max(c.depth - 1, 1) for i in range(c.depth)]
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 c.embed_dim,
@@ -155,14 +156,19 @@ default_cfgs = generate_default_cfgs(
 )
 
 
+def _create(variant: str, base: DeiTConfig, pretrained: bool, **kwargs: Any) -> DeiT:
+    # features_only: the last three blocks by default, as timm's ViTs (CLASS_TOKEN_FEATURES)
+    return build(DeiT, base, variant, pretrained, feature_cfg=CLASS_TOKEN_FEATURES, **kwargs)
+
+
 @register_model
 def deit_s(pretrained: bool = False, **kwargs: Any) -> DeiT:
     """DeiT-S: 16x16 patches, width 384, 12 blocks, 6 heads (22.1M parameters)."""
-    return build(DeiT, DeiTConfig(), "deit_s", pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
+    return _create("deit_s", DeiTConfig(), pretrained, filter_fn=checkpoint_filter_fn, **kwargs)
 
 
 @register_model
 def deit_s_mini(pretrained: bool = False, **kwargs: Any) -> DeiT:
     """DeiT-S scaled for 32 px images as :func:`tnt_s_mini` is: 8x8 patches (a 4x4 grid), width 96, 4 blocks, 3 heads."""
     base = DeiTConfig(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, num_classes=20)
-    return build(DeiT, base, "deit_s_mini", pretrained, **kwargs)
+    return _create("deit_s_mini", base, pretrained, **kwargs)
