@@ -57,6 +57,6 @@ def test_show_source_displays_a_python_code_block_in_ipython(monkeypatch):
     text = shown[0].data
     first = inspect.getsourcelines(Attention.forward)[1]
     offset = next(i for i, line in enumerate(inspect.getsource(Attention.forward).splitlines()) if "scores = " in line)
-    assert f"(line {first + offset} of `tnt_rest_lite/layers.py`)" in text
+    assert f"(line {first + offset} of `tnt_rest_lite/layers/attention.py`)" in text
     assert "```python\nscores = (q @ k.transpose(-2, -1)) * self.scale" in text
     assert text.rstrip().endswith("```")
