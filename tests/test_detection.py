@@ -443,7 +443,8 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     import dataclasses
 
     from tnt_rest_lite.core import store
-    from tnt_rest_lite.experiments.detection import full_size_rows, run_detection_table
+    from tnt_rest_lite.experiments.detection import detection_experiment, full_size_rows
+    from tnt_rest_lite.experiments.runner import run_table
     from tnt_rest_lite.profiles import PROFILES
 
     monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path / "results"))
@@ -469,7 +470,7 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     )
     monkeypatch.setitem(PROFILES, "ci", tiny)
     monkeypatch.setenv("TNT_REST_PROFILE", "ci")
-    table = run_detection_table("rest_table2", tiny, progress=False)
+    table = run_table(detection_experiment("rest_table2"), tiny, progress=False)
     keys = ["rest_small_mini", "rest_small_mini_ln", "rest_base_mini", "rest_base_mini_ln"]
     assert list(table["summaries"]) == keys
     s = table["summaries"]["rest_small_mini_ln"]
@@ -492,15 +493,13 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     assert all(v["paired"] and v["verdict"] == "not testable" for v in table["verdicts"])
     stored = store.load_json("rest_table2_verdicts")["data"]
     assert [v["claim"] for v in stored] == [v["claim"] for v in table["verdicts"]]
-    from tnt_rest_lite.experiments.detection import (
-        describe_detection_targets,
-        plot_detection_curves,
-        plot_stored_predictions,
-    )
+    from tnt_rest_lite.experiments.detection import plot_stored_predictions
+    from tnt_rest_lite.experiments.runner import describe_targets, plot_curves, training_summary
 
-    assert len(plot_detection_curves(table).axes) == 2
+    assert len(plot_curves(table).axes) == 2
     assert len(plot_stored_predictions(table).axes) == 4 * 4  # 4 detectors x 4 stored test images
-    assert "does not reach the book's target of AP50 ≥ 50" in describe_detection_targets(table)
+    assert "does not reach the book's target of AP50 ≥ 50" in describe_targets(table)
+    assert training_summary(table).splitlines()[0].startswith("rest_small_mini      test AP ")
     params = full_size_rows("rest_table2")["rows"]
     small, small_ln = params[0], params[1]
     assert small_ln["total"] - small["total"] == 2 * (

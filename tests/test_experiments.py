@@ -12,7 +12,8 @@ from tnt_rest_lite import create_model
 from tnt_rest_lite.data.datasets import build_dataset
 from tnt_rest_lite.data.synthetic import SyntheticShapes
 from tnt_rest_lite.experiments.recipes import attention_check, build_model, recipe
-from tnt_rest_lite.experiments.tables import TABLES, run_table
+from tnt_rest_lite.experiments.runner import Experiment, run_table
+from tnt_rest_lite.experiments.tables import TABLES, table_experiment
 from tnt_rest_lite.experiments.verdicts import VERDICTS, verdict, verdict_rows, verdict_sentence
 from tnt_rest_lite.measure.complexity import count_params
 from tnt_rest_lite.measure.conventions import attention_geometry
@@ -173,7 +174,7 @@ def test_run_table_stores_structured_verdicts(tmp_path, monkeypatch) -> None:
     splits = tuple(
         SyntheticShapes(n, 32, split, difficulty="easy") for split, n in (("train", 16), ("val", 8), ("test", 8))
     )
-    table = run_table("rest_ablation", profile=p, splits=splits, progress=False)
+    table = run_table(table_experiment("rest_ablation"), profile=p, splits=splits, progress=False)
     stored = core_store.load_json("rest_ablation_verdicts")["data"]
     assert (
         stored == table["verdicts"]
@@ -189,7 +190,93 @@ def test_run_table_stores_structured_verdicts(tmp_path, monkeypatch) -> None:
             create_model(model).load_state_dict(state)  # the figure chapters can load them back
     assert (tmp_path / "results" / "ci" / "rest_ablation_curves.png").is_file()
     with pytest.raises(ValueError, match="Unknown table 'tnt_table9'.*tnt_table1, rest_table1, rest_ablation"):
-        run_table("tnt_table9", profile=p, splits=splits)
+        table_experiment("tnt_table9")
+
+
+class _CountingExperiment(Experiment):
+    """A fake task for the shared runner: a "model" is a number, its per-seed score that number plus the seed."""
+
+    metric = "test_score"
+    curve = "val_score"
+    curve_label = "val score"
+
+    def __init__(self, spec):
+        self.spec, self.trained = spec, []
+
+    def units(self):
+        return ("a", "b")
+
+    def splits(self, profile, dataset="synthetic", download=False):
+        return ([1, 2, 3], [4], [5, 6])
+
+    def train_seed(self, unit, seed, splits, profile, progress):
+        self.trained.append((unit, seed))
+        return {"a": 10.0, "b": 1.0}[unit] + seed + len(splits[2])
+
+    def summarise(self, unit, seeds, runs, splits, profile):
+        history = {"epoch": [1, 2], "train_loss": [1.0, 0.5], "val_score": [0.0, 1.0]}
+        return {"model": unit, "seeds": seeds, "test_score": runs, "histories": [history] * len(seeds)}
+
+    def rows(self, summaries):
+        return ["model", "score"], [[unit, f"{sum(s['test_score']):.0f}"] for unit, s in summaries.items()]
+
+    def claim_text(self, claim):
+        return f"{claim.better} beats {claim.worse}"
+
+    def judge(self, claim, summaries):
+        better, worse = summaries[claim.better], summaries[claim.worse]
+        return verdict(self.claim_text(claim), claim.better, claim.worse, better, worse, metric=self.metric)
+
+    def summary_line(self, unit, summary):
+        return f"{unit}: {summary['test_score']}"
+
+    def targets(self, table):
+        return "no targets"
+
+
+def test_one_runner_for_classification_detection_and_a_fake_task(tmp_path, monkeypatch) -> None:
+    """Both tasks are the shared runner's Experiment; a fake one with a trivial metric runs a table end to end."""
+    from tnt_rest_lite.core import store as core_store
+    from tnt_rest_lite.experiments import runner
+    from tnt_rest_lite.experiments.detection import DETECTION_TABLES, DetectionExperiment, detection_experiment
+    from tnt_rest_lite.experiments.runs import ClassificationExperiment
+    from tnt_rest_lite.experiments.verdicts import Claim
+
+    for name in TABLES:
+        assert isinstance(table_experiment(name), ClassificationExperiment)
+    for name in DETECTION_TABLES:
+        assert isinstance(detection_experiment(name), DetectionExperiment)
+    for kind in (ClassificationExperiment, DetectionExperiment):  # neither replaces a phase of the runner
+        assert issubclass(kind, runner.Experiment)
+        assert not {"run_table", "run_seeds"} & set(vars(kind))
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path / "results"))
+    spec = runner.ExperimentSpec(
+        prefix="fake_table",
+        title="fake",
+        labels={"a": "A", "b": "B"},
+        reference_table="TNT_TABLE1",
+        claims=(Claim("a", "b"), Claim("b", "a")),
+        source="made up",
+    )
+    fake = _CountingExperiment(spec)
+    p = dataclasses.replace(PROFILES["ci"], num_seeds=3)
+    table = runner.run_table(fake, profile=p, progress=False)
+    assert fake.trained == [(u, s) for u in ("a", "b") for s in (0, 1, 2)]
+    assert table["summaries"]["a"]["test_score"] == [12.0, 13.0, 14.0]
+    assert table["rows"] == [["a", "39"], ["b", "12"]]
+    assert [v["verdict"] for v in table["verdicts"]] == ["holds", "reversed"]
+    assert core_store.load_json("fake_table")["data"] == {
+        "headers": ["model", "score"],
+        "rows": table["rows"],
+        "source": "made up",
+    }
+    assert core_store.load_json("fake_table_verdicts")["data"] == table["verdicts"]
+    assert core_store.load_json("fake_table_b")["data"]["test_score"] == [3.0, 4.0, 5.0]
+    assert (tmp_path / "results" / "ci" / "fake_table_curves.png").is_file()
+    assert runner.training_summary(table) == "a: [12.0, 13.0, 14.0]\nb: [3.0, 4.0, 5.0]"
+    assert runner.describe_targets(table) == "no targets"
+    assert runner.describe_reference(fake).endswith("Source: made up.")
+    assert runner.run_seeds(fake, "b", fake.splits(p), p, seeds=[7])["test_score"] == [10.0]
 
 
 # ---- splits and the fast data path ---------------------------------------------------------------

@@ -14,8 +14,9 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.image import AxesImage
 
 from tnt_rest_lite.core import viz
-from tnt_rest_lite.experiments.detection import plot_detection_curves
+from tnt_rest_lite.experiments.detection import DetectionExperiment
 from tnt_rest_lite.experiments.recipe_search import plot_search
+from tnt_rest_lite.experiments.runner import plot_curves
 from tnt_rest_lite.explain import plots
 from tnt_rest_lite.train.curves import plot_history
 
@@ -225,8 +226,9 @@ def test_detection_curves_seed_curves():
         h = _history(seed)
         return {"epoch": h["epoch"], "train_loss": h["train_loss"], "val_AP50": h["val_top1"]}
 
-    table = {"spec": Spec, "summaries": {k: {"histories": [hist(0), hist(1)]} for k in Spec.labels}}
-    fig = plot_detection_curves(table)
+    summaries = {k: {"seeds": [0, 1], "histories": [hist(0), hist(1)]} for k in Spec.labels}
+    table = {"experiment": DetectionExperiment(spec=Spec), "spec": Spec, "summaries": summaries}
+    fig = plot_curves(table)
     ax = fig.axes[1]
     assert len(ax.get_legend().get_texts()) == 2
     assert len({line.get_color() for line in ax.get_lines()}) == 2

@@ -2,7 +2,8 @@
 
 One spec per table (:data:`DETECTION_TABLES`) says which detectors it trains, from which trained
 classifiers their backbones start, what the paper published and which orderings it claims. One
-function runs any of them (:func:`run_detection_table`): every detector over the profile's seeds
+task object runs any of them through the shared runner (:class:`DetectionExperiment` in
+:func:`tnt_rest_lite.experiments.runner.run_table`, as the classification tables): every detector over the profile's seeds
 through :func:`tnt_rest_lite.engine.train` with :class:`~tnt_rest_lite.engine.DetectionTask`
 (progress bars, atomic checkpoints, exact resume, AMP on CUDA), COCO AP with pycocotools on the
 held-out test split, results stored with provenance, verdicts with confidence intervals.
@@ -27,8 +28,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import reference
-from ..core import store, viz
 from ..core.format import format_mean_std, markdown_table, mean_std
 from ..core.normalization import SYNTHETIC_MEAN, SYNTHETIC_STD
 from ..detection.coco import COCO_METRICS
@@ -40,8 +39,9 @@ from ..measure.complexity import count_params
 from ..profiles import Profile, get_profile
 from ..train.config import TrainConfig, seed_everything
 from ..train.loop import train
+from .runner import Experiment, ExperimentSpec
 from .tables import trained_model
-from .verdicts import Claim, load_runs, verdict
+from .verdicts import Claim, verdict
 from .weights import weights_path
 
 __all__ = [
@@ -54,25 +54,24 @@ __all__ = [
     "detection_splits",
     "build_small_detector",
     "classifier_weights",
-    "run_detector",
-    "run_detection_table",
+    "DetectionExperiment",
+    "detection_experiment",
     "describe_detection_table",
     "full_size_rows",
     "full_size_markdown",
     "detection_rows",
-    "detection_verdicts",
-    "detection_summary",
-    "plot_detection_curves",
     "plot_stored_predictions",
     "describe_detection_targets",
-    "describe_detection_reference",
     "AP50_FLOOR",
+    "TARGET_AP50",
 ]
 
 
 # Below this test AP50 a detector has learnt too little to be compared ("not testable"): it finds
 # fewer than one object in ten at the loosest overlap COCO scores.
 AP50_FLOOR = 10.0
+# The book's target for the best detector's test AP50 (runner.describe_targets reports it).
+TARGET_AP50 = 50.0
 
 
 @dataclass(frozen=True)
@@ -97,8 +96,8 @@ class Detector:
         return seed if self.init_seeds is None else seed % self.init_seeds
 
 
-@dataclass(frozen=True)
-class DetectionTableSpec:
+@dataclass(frozen=True, kw_only=True)
+class DetectionTableSpec(ExperimentSpec):
     """A regenerated detection table: detectors, the published rows and the claimed orderings.
 
     ``paper`` maps each detector key to ``(row of the reference table, {our metric: its column})``;
@@ -107,22 +106,12 @@ class DetectionTableSpec:
     share the classifier initialisation and the data order (judged on the per-seed differences).
     """
 
-    prefix: str
-    title: str
     kind: str
     detectors: tuple[Detector, ...]
-    labels: Mapping[str, str]
-    reference_table: str
     paper: Mapping[str, tuple[str, Mapping[str, str]]]
-    claims: tuple[Claim, ...]
     full_size: tuple[tuple[str, str, bool, str], ...]
-    source: str
     metrics: tuple[str, ...] = COCO_METRICS
     paired: bool = False
-
-    def reference(self) -> dict[str, dict[str, float]]:
-
-        return dict(getattr(reference, self.reference_table))
 
     def paper_value(self, key: str, metric: str) -> float | None:
         row, columns = self.paper[key]
@@ -311,126 +300,132 @@ def classifier_weights(
     return classifier.state_dict()
 
 
-def run_detector(
-    spec: DetectionTableSpec,
-    detector: Detector,
-    splits: tuple[Any, Any, Any],
-    profile: Profile | None = None,
-    seeds: Sequence[int] | None = None,
-    progress: bool = True,
-    show_images: int = 4,
-) -> dict[str, Any]:
-    """Train ``detector`` once per seed and evaluate it on the test split; a JSON-ready summary.
+@dataclass(frozen=True)
+class DetectionExperiment(Experiment):
+    """The detection task of the shared runner (:mod:`tnt_rest_lite.experiments.runner`): COCO AP.
 
     Each seed ``s``: the backbone starts from classifier seed ``s`` (``s mod init_seeds`` where the
     detector sets ``init_seeds``; 10's detectors: seed 0 for every ``s``), the detector trains through the
     engine (checkpoint after every epoch under the checkpoints folder, resumed if interrupted,
     removed when the seed ends) with the validation AP per epoch, then is evaluated once on the
     test split (COCO AP, AP50, AP75, APS, APM, APL) and timed. The first seed's predictions on
-    ``show_images`` test images are kept for the drawings.
+    ``show_images`` test images are kept for the drawings. Claims are judged on the seeds' test AP,
+    not testable below :data:`AP50_FLOOR`.
     """
 
-    p = profile or get_profile()
-    seeds = list(range(p.num_seeds)) if seeds is None else list(seeds)
-    train_set, val_set, test_set = splits
-    classes = len(train_set.classes)
-    per_seed, histories, rates, eval_rates, walls = [], [], [], [], []
-    shown: list[dict[str, list]] = []
-    model = None
-    for seed in seeds:
-        weights = classifier_weights(detector, seed, p, spec.prefix, progress)
+    spec: DetectionTableSpec
+    show_images: int = 4
+    metric: str = "test_AP"
+    curve: str = "val_AP50"
+    curve_label: str = "validation AP50"
+
+    def detector(self, key: str) -> Detector:
+        return next(d for d in self.spec.detectors if d.key == key)
+
+    def units(self) -> tuple[str, ...]:
+        return tuple(d.key for d in self.spec.detectors)
+
+    def splits(self, profile: Profile, dataset: str = "synthetic", download: bool = False) -> tuple[Any, Any, Any]:
+        """The synthetic detection scenes (``dataset`` and ``download`` are classification's)."""
+        offset = 1 if self.spec.kind == "faster_rcnn" else 0
+        return detection_splits(profile, label_offset=offset, table=self.spec.prefix)
+
+    def train_seed(self, unit: str, seed: int, splits: tuple[Any, Any, Any], profile: Profile, progress: bool) -> Any:
+        spec, detector = self.spec, self.detector(unit)
+        train_set, val_set, test_set = splits
+        weights = classifier_weights(detector, seed, profile, spec.prefix, progress)
         seed_everything(seed)
-        model = build_small_detector(spec.kind, detector, classes, p, weights)
-        folder = weights_path(spec.prefix, detector.key, seed, p).with_suffix("")
+        model = build_small_detector(spec.kind, detector, len(train_set.classes), profile, weights)
+        folder = weights_path(spec.prefix, detector.key, seed, profile).with_suffix("")
         config = dataclasses.replace(
-            detection_recipe(p, seed, spec.prefix), progress=progress, checkpoint_dir=str(folder)
+            detection_recipe(profile, seed, spec.prefix), progress=progress, checkpoint_dir=str(folder)
         )
-        result = train(
-            model, train_set, val_set, config, task=DetectionTask(), desc=f"{spec.labels[detector.key]} seed {seed}"
-        )
+        desc = f"{spec.labels[detector.key]} seed {seed}"
+        result = train(model, train_set, val_set, config, task=DetectionTask(), desc=desc)
         start = time.perf_counter()
         test = evaluate_detector(model, test_set, batch_size=config.eval_batch_size or 16)
-        eval_rates.append(len(test_set) / (time.perf_counter() - start))
+        eval_rate = len(test_set) / (time.perf_counter() - start)
         shutil.rmtree(folder, ignore_errors=True)  # the run is complete: its resume state is not needed
-        per_seed.append(test)
-        histories.append(result.history)
-        rates.append(result.train_images_per_s)
-        walls.append(result.wall_time_s)
-        if not shown:
-            predictions = predict(model, [test_set[i] for i in range(show_images)])
-            shown = [{k: v.tolist() for k, v in pred.items()} for pred in predictions]
-    assert model is not None
-    summary: dict[str, Any] = {
-        "detector": detector.key,
-        "kind": spec.kind,
-        "backbone": detector.backbone,
-        "stage_norm": detector.stage_norm,
-        "init": f"{detector.init_table} classifier weights, seeds {[detector.init_seed(s) for s in seeds]}"
-        + (
-            f", {init_epochs} epoch(s)"
-            if (init_epochs := detection_settings(p, spec.prefix).get("init_epochs"))
-            else ""
-        ),
-        "seeds": seeds,
-        "params": count_params(model),
-        "parameter_breakdown": parameter_breakdown(model),
-        "train_images_per_s": statistics.fmean(rates),
-        "test_images_per_s": statistics.fmean(eval_rates),
-        "wall_time_s": walls,
-        "train_samples": len(train_set),
-        "val_samples": len(val_set),
-        "test_samples": len(test_set),
-        "image_size": DETECTION_IMAGE_SIZE,
-        "train_config": detection_recipe(p, table=spec.prefix).as_dict(),
-        "detector_settings": detection_settings(p, spec.prefix),
-        "histories": histories,
-        "predictions": shown,
-    }
-    for metric in COCO_METRICS:
-        values = [t[metric] for t in per_seed]
-        summary[f"test_{metric}"] = values
-        summary[f"test_{metric}_mean"], summary[f"test_{metric}_std"] = mean_std(values)
-        summary[f"val_{metric}"] = [h[f"val_{metric}"][-1] for h in histories]
-    return summary
+        return {"model": model, "result": result, "test": test, "eval_rate": eval_rate}
 
+    def summarise(
+        self, unit: str, seeds: list[int], runs: list[Any], splits: tuple[Any, Any, Any], profile: Profile
+    ) -> dict[str, Any]:
+        spec, detector = self.spec, self.detector(unit)
+        train_set, val_set, test_set = splits
+        model = runs[-1]["model"]
+        histories = [r["result"].history for r in runs]
+        predictions = predict(runs[0]["model"], [test_set[i] for i in range(self.show_images)])
+        init_epochs = detection_settings(profile, spec.prefix).get("init_epochs")
+        summary: dict[str, Any] = {
+            "detector": detector.key,
+            "kind": spec.kind,
+            "backbone": detector.backbone,
+            "stage_norm": detector.stage_norm,
+            "init": f"{detector.init_table} classifier weights, seeds {[detector.init_seed(s) for s in seeds]}"
+            + (f", {init_epochs} epoch(s)" if init_epochs else ""),
+            "seeds": seeds,
+            "params": count_params(model),
+            "parameter_breakdown": parameter_breakdown(model),
+            "train_images_per_s": statistics.fmean(r["result"].train_images_per_s for r in runs),
+            "test_images_per_s": statistics.fmean(r["eval_rate"] for r in runs),
+            "wall_time_s": [r["result"].wall_time_s for r in runs],
+            "train_samples": len(train_set),
+            "val_samples": len(val_set),
+            "test_samples": len(test_set),
+            "image_size": DETECTION_IMAGE_SIZE,
+            "train_config": detection_recipe(profile, table=spec.prefix).as_dict(),
+            "detector_settings": detection_settings(profile, spec.prefix),
+            "histories": histories,
+            "predictions": [{k: v.tolist() for k, v in pred.items()} for pred in predictions],
+        }
+        for metric in COCO_METRICS:
+            values = [r["test"][metric] for r in runs]
+            summary[f"test_{metric}"] = values
+            summary[f"test_{metric}_mean"], summary[f"test_{metric}_std"] = mean_std(values)
+            summary[f"val_{metric}"] = [h[f"val_{metric}"][-1] for h in histories]
+        return summary
 
-def run_detection_table(name: str, profile: Profile | None = None, progress: bool = True) -> dict[str, Any]:
-    """Train every detector of table ``name``, store everything, and return the regenerated table.
+    def rows(self, summaries: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+        return detection_rows(self.spec, summaries)
 
-    Each detector's summary is saved as ``<prefix>_<key>``; the table (read back from the store)
-    as ``<prefix>``, the verdicts as ``<prefix>_verdicts``, the curves figure as ``<prefix>_curves``
-    (the full-size parameter columns are :func:`full_size_rows`'s). Returns ``{"spec", "summaries",
-    "provenance", "headers", "rows", "verdicts", "splits", "figure"}``.
-    """
+    def claim_text(self, claim: Claim) -> str:
+        spec = self.spec
+        better, worse = spec.paper_value(claim.better, "AP"), spec.paper_value(claim.worse, "AP")
+        return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} in box AP (paper: {better} vs {worse})"
 
-    spec, p = detection_table_spec(name), profile or get_profile()
-    offset = 1 if spec.kind == "faster_rcnn" else 0
-    splits = detection_splits(p, label_offset=offset, table=spec.prefix)
-    for detector in spec.detectors:
-        start = time.perf_counter()
-        summary = run_detector(spec, detector, splits, p, progress=progress)
-        store.save_json(
-            f"{spec.prefix}_{detector.key}", summary, seed=summary["seeds"], wall_time_s=time.perf_counter() - start
+    def judge(self, claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        """Paired when the table says its detectors share each seed's initialisation and data (ResT's LN switch)."""
+        return verdict(
+            self.claim_text(claim),
+            claim.better,
+            claim.worse,
+            summaries[claim.better],
+            summaries[claim.worse],
+            metric=self.metric,
+            unit="AP points",
+            paired=self.spec.paired,
+            floor=("test_AP50", AP50_FLOOR),
         )
-    keys = [d.key for d in spec.detectors]
-    summaries, provenance = load_runs(spec.prefix, keys)
-    headers, rows = detection_rows(spec, summaries)
-    seeds = summaries[keys[0]]["seeds"]
-    store.save_json(spec.prefix, {"headers": headers, "rows": rows, "source": spec.source}, seed=seeds)
-    verdicts = detection_verdicts(spec, summaries)
-    store.save_json(f"{spec.prefix}_verdicts", verdicts, seed=seeds)
-    table = {
-        "spec": spec,
-        "summaries": summaries,
-        "provenance": provenance,
-        "headers": headers,
-        "rows": rows,
-        "verdicts": verdicts,
-        "splits": splits,
-    }
-    table["figure"] = plot_detection_curves(table)
-    store.save_figure(table["figure"], f"{spec.prefix}_curves", seed=seeds)
-    return table
+
+    def summary_line(self, unit: str, summary: Mapping[str, Any]) -> str:
+        s = summary
+        return (
+            f"{unit:20s} test AP {format_mean_std(s['test_AP_mean'], s['test_AP_std'])}, "
+            f"AP50 {format_mean_std(s['test_AP50_mean'], s['test_AP50_std'])} "
+            f"(seeds AP50: {', '.join(f'{v:.1f}' for v in s['test_AP50'])}), "
+            f"train {s['train_images_per_s']:.1f} img/s, test {s['test_images_per_s']:.1f} img/s, "
+            f"{sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
+        )
+
+    def targets(self, table: Mapping[str, Any]) -> str:
+        """The best detector's test AP50 against :data:`TARGET_AP50`, every detector's last-epoch gain."""
+        return describe_detection_targets(table)
+
+
+def detection_experiment(name: str) -> DetectionExperiment:
+    """The shared runner's task object of detection table ``name`` (:func:`tnt_rest_lite.experiments.runner.run_table`)."""
+    return DetectionExperiment(spec=detection_table_spec(name))
 
 
 def detection_rows(
@@ -462,33 +457,6 @@ def detection_rows(
         row += [f"{s['train_images_per_s']:.1f}", f"{s['test_images_per_s']:.1f}"]
         rows.append(row)
     return headers, rows
-
-
-def detection_verdicts(spec: DetectionTableSpec, summaries: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One :func:`tnt_rest_lite.tables.verdict` per published ordering, on the seeds' test AP.
-
-    Not testable when either detector's mean test AP50 is below :data:`AP50_FLOOR`; paired when
-    the table says its detectors share each seed's initialisation and data (ResT's LN switch).
-    """
-
-    records = []
-    for claim in spec.claims:
-        better, worse = spec.paper_value(claim.better, "AP"), spec.paper_value(claim.worse, "AP")
-        text = f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} in box AP (paper: {better} vs {worse})"
-        records.append(
-            verdict(
-                text,
-                claim.better,
-                claim.worse,
-                summaries[claim.better],
-                summaries[claim.worse],
-                metric="test_AP",
-                unit="AP points",
-                paired=spec.paired,
-                floor=("test_AP50", AP50_FLOOR),
-            )
-        )
-    return records
 
 
 def full_size_rows(name: str, num_classes: int = 80) -> dict[str, Any]:
@@ -639,42 +607,6 @@ def describe_detection_table(name: str, profile: Profile | None = None) -> str:
     return "\n".join(lines)
 
 
-def detection_summary(table: Mapping[str, Any]) -> str:
-    """One line per detector of a :func:`run_detection_table` result: test AP / AP50, speed, time."""
-    lines = []
-    for key, s in table["summaries"].items():
-        lines.append(
-            f"{key:20s} test AP {format_mean_std(s['test_AP_mean'], s['test_AP_std'])}, "
-            f"AP50 {format_mean_std(s['test_AP50_mean'], s['test_AP50_std'])} "
-            f"(seeds AP50: {', '.join(f'{v:.1f}' for v in s['test_AP50'])}), "
-            f"train {s['train_images_per_s']:.1f} img/s, test {s['test_images_per_s']:.1f} img/s, "
-            f"{sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
-        )
-    return "\n".join(lines)
-
-
-def plot_detection_curves(table: Mapping[str, Any]) -> Any:
-    """Training loss and validation AP50 per epoch: one colour per detector, seeds thin, their mean bold.
-
-    Drawn by :func:`tnt_rest_lite.viz.seed_curves` (one legend entry per detector, outside the axes).
-    """
-    import matplotlib.pyplot as plt
-
-    spec = table["spec"]
-    summaries = table["summaries"]
-
-    def series(key: str) -> dict[str, list[tuple[list[float], list[float]]]]:
-        return {spec.labels[k]: [(h["epoch"], h[key]) for h in s["histories"]] for k, s in summaries.items()}
-
-    fig, (ax_loss, ax_ap) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
-    colours = viz.seed_curves(ax_loss, series("train_loss"), legend=False)
-    viz.seed_curves(ax_ap, series("val_AP50"), colours)
-    ax_loss.set(xlabel="epoch", ylabel="training loss (sum of the detector's losses)", title="training loss")
-    ax_ap.set(xlabel="epoch", ylabel="validation AP50", title="validation AP50 (thin: seeds, bold: mean)")
-    fig.suptitle(spec.title, fontsize=9)
-    return fig
-
-
 def plot_stored_predictions(table: Mapping[str, Any], max_boxes: int = 4, min_score: float = 0.1) -> Any:
     """Each detector's stored first-seed predictions (red) against the ground truth (dashed) on the first test images.
 
@@ -717,7 +649,7 @@ def plot_stored_predictions(table: Mapping[str, Any], max_boxes: int = 4, min_sc
     return fig
 
 
-def describe_detection_targets(table: Mapping[str, Any], target_ap50: float = 50.0) -> str:
+def describe_detection_targets(table: Mapping[str, Any], target_ap50: float = TARGET_AP50) -> str:
     """Markdown: the best detector's test AP50 against the book's target, every detector's last-epoch gain."""
 
     summaries = table["summaries"]
@@ -734,13 +666,3 @@ def describe_detection_targets(table: Mapping[str, Any], target_ap50: float = 50
         text
         + f"\n\nThe best detector, `{best}`, {reached} the book's target of AP50 ≥ {target_ap50:g} on the test split ({value:.1f})."
     )
-
-
-def describe_detection_reference(name: str) -> str:
-    """Markdown table of the published rows detection table ``name`` is compared with, and their source."""
-
-    spec = detection_table_spec(name)
-    published = spec.reference()
-    keys = list(dict.fromkeys(k for row in published.values() for k in row))
-    rows = [[row_name, *(row.get(k, "–") for k in keys)] for row_name, row in published.items()]
-    return markdown_table(["paper row", *keys], rows) + f"\n\nSource: {spec.source}."

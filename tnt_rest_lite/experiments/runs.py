@@ -1,28 +1,32 @@
-"""One model over the profile's seeds: train (resuming), evaluate on the test split, store."""
+"""Classification in the shared runner: one seed of one model trained (resuming), evaluated on test, summarised."""
 
 from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from torch import nn
 from torch.utils.data import Dataset
 
-from ..core.format import mean_std
+from ..core.format import format_mean_std, mean_std
 from ..data.datasets import num_classes
-from ..profiles import Profile, get_profile
+from ..profiles import Profile
 from ..train.checkpoint import CHECKPOINT_NAME, save_checkpoint
 from ..train.config import TrainConfig, seed_everything
 from ..train.distributed import DistInfo, distributed_info
 from ..train.evaluate import evaluate
 from ..train.loaders import build_val_loader as _val_loader
 from ..train.loop import train
-from .recipes import build_model, describe_config, model_config, recipe
+from .recipes import build_model, describe_config, describe_targets, model_config, recipe
+from .runner import Experiment, run_seeds
+from .splits import load_splits
+from .verdicts import Claim, accuracy_rows
 from .weights import run_checkpoint_dir, weights_path
 
-__all__ = ["run_model"]
+__all__ = ["ClassificationExperiment", "run_model", "seed_accuracy"]
 
 
 def seed_accuracy(models: Sequence[nn.Module], test_set: Dataset, batch_size: int = 256) -> dict[str, Any]:
@@ -37,6 +41,125 @@ def seed_accuracy(models: Sequence[nn.Module], test_set: Dataset, batch_size: in
         loader = _val_loader(test_set, batch_size, DistInfo(0, 1, 0, next(model.parameters()).device))
         top1.append(evaluate(model, loader)["top1"])
     return {"test_top1": top1, "chance_top1": 100.0 / num_classes(test_set)}
+
+
+@dataclass(frozen=True)
+class ClassificationExperiment(Experiment):
+    """The classification task of the shared runner (:mod:`tnt_rest_lite.experiments.runner`): top-1.
+
+    ``recipe`` names the training recipe; ``table`` applies the profile's recipe settings for that
+    table; with ``save_weights`` (a table prefix) each seed's final weights are written atomically to
+    :func:`weights_path`. Every epoch is checkpointed under :func:`run_checkpoint_dir` and an
+    interrupted (or finished) run resumes from it, unless ``checkpoint=False`` (a measurement that
+    must train every time). ``spec`` is the table's ``TableSpec`` (``None``: a run outside a table).
+    """
+
+    recipe: str = "deit"
+    table: str | None = None
+    save_weights: str | None = None
+    checkpoint: bool = True
+    spec: Any = None
+    metric: str = "test_top1"
+    curve: str = "val_top1"
+    curve_label: str = "val top-1 (%)"
+
+    @classmethod
+    def for_table(cls, spec: Any) -> ClassificationExperiment:
+        """The experiment of a ``TableSpec``: its recipe, its settings, its weights kept for the figures."""
+        return cls(recipe=spec.recipe, table=spec.prefix, save_weights=spec.prefix, spec=spec)
+
+    def units(self) -> tuple[str, ...]:
+        return tuple(self.spec.models)
+
+    def splits(self, profile: Profile, dataset: str = "synthetic", download: bool = False) -> tuple[Any, Any, Any]:
+        return load_splits(dataset, profile, download=download)
+
+    def train_seed(self, unit: str, seed: int, splits: tuple[Any, Any, Any], profile: Profile, progress: bool) -> Any:
+        """Train seed ``seed`` on the train split (validation curve on val), evaluate it once on test."""
+        train_set, val_set, test_set = splits
+        seed_everything(seed)
+        model = build_model(unit, num_classes(train_set), profile.image_size, profile)
+        config = dataclasses.replace(recipe(self.recipe, profile, seed, self.table, unit), progress=progress)
+        # every epoch is checkpointed: a disconnect (Colab) loses at most one, and re-running the cell resumes
+        resumed = False
+        if self.checkpoint:
+            folder = run_checkpoint_dir(self.save_weights or self.table or self.recipe, unit, seed, config, profile)
+            config = dataclasses.replace(config, checkpoint_dir=str(folder))
+            resumed = (folder / CHECKPOINT_NAME).is_file()  # a completed run is not retrained
+        result = train(model, train_set, val_set, config, desc=f"{unit} seed {seed}")
+        test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
+        if self.save_weights is not None:
+            save_checkpoint(weights_path(self.save_weights, unit, seed, profile), {"model": model.state_dict()})
+        return model, result, test, resumed
+
+    def summarise(
+        self, unit: str, seeds: list[int], runs: list[Any], splits: tuple[Any, Any, Any], profile: Profile
+    ) -> dict[str, Any]:
+        """Per-seed val/test top-1 and top-5, test means and stds, parameters, speed, configs, histories."""
+        train_set, val_set, test_set = splits
+        model, first, _, _ = runs[0]
+        summary: dict[str, Any] = {
+            "model": unit,
+            "recipe": self.recipe,
+            "seeds": seeds,
+            "val_top1": [r.metrics["top1"] for _, r, _, _ in runs],
+            "val_top5": [r.metrics["top5"] for _, r, _, _ in runs],
+            "test_top1": [t["top1"] for _, _, t, _ in runs],
+            "test_top5": [t["top5"] for _, _, t, _ in runs],
+        }
+        for key in ("test_top1", "test_top5", "val_top1"):
+            summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std(summary[key])
+        summary.update(
+            {
+                "chance_top1": 100.0 / num_classes(train_set),
+                "params": first.num_params,
+                "train_images_per_s": statistics.fmean(r.train_images_per_s for _, r, _, _ in runs),
+                "wall_time_s": [r.wall_time_s for _, r, _, _ in runs],
+                "image_size": profile.image_size,
+                "data_difficulty": getattr(train_set, "difficulty", None),  # synthetic data only
+                "train_samples": len(train_set),
+                "val_samples": len(val_set),
+                "test_samples": len(test_set),
+                "model_config": model_config(model),
+                "description": describe_config(unit, model_config(model)),
+                "train_config": first.config,
+                "histories": [r.history for _, r, _, _ in runs],
+                "resumed": [resumed for _, _, _, resumed in runs],
+            }
+        )
+        return summary
+
+    def store_extras(self, dataset: str) -> dict[str, Any]:
+        return {"dataset": dataset}
+
+    def rows(self, summaries: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+        spec = self.spec
+        return accuracy_rows(summaries, spec.reference(), spec.labels, spec.paper_keys)
+
+    def table_record(self, headers: list[str], rows: list[list[str]], dataset: str) -> dict[str, Any]:
+        return {"headers": headers, "rows": rows, "dataset": dataset, "source": self.spec.source}
+
+    def claim_text(self, claim: Claim) -> str:
+        """``"<better> beats <worse> (paper: <top-1> vs <top-1> top-1)"``, the published values read from the reference data."""
+        spec, reference_rows = self.spec, self.spec.reference()
+        better = reference_rows[spec.paper_keys[claim.better]]["top1"]
+        worse = reference_rows[spec.paper_keys[claim.worse]]["top1"]
+        return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} (paper: {better} vs {worse} top-1)"
+
+    def summary_line(self, unit: str, summary: Mapping[str, Any]) -> str:
+        s = summary
+        return (
+            f"{unit:20s} test top-1 {format_mean_std(s['test_top1_mean'], s['test_top1_std'])} "
+            f"(seeds: {', '.join(f'{v:.1f}' for v in s['test_top1'])}; "
+            f"val: {', '.join(f'{v:.1f}' for v in s['val_top1'])}), "
+            f"{s['train_images_per_s']:.0f} img/s, {sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
+        )
+
+    def reference_columns(self, published: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        return sorted({k for row in published.values() for k in row if k != "source"})
+
+    def targets(self, table: Mapping[str, Any]) -> str:
+        return describe_targets(table)
 
 
 def run_model(
@@ -54,66 +177,16 @@ def run_model(
 ) -> dict[str, Any]:
     """Train ``name`` with recipe ``recipe_name`` once per seed; return a JSON-ready summary.
 
-    Each seed trains on ``train_set`` with the validation curve on ``val_set``, then is evaluated
-    once on ``test_set``. The summary holds per-seed ``val_top1`` / ``test_top1`` (and top-5)
-    lists, the test means and standard deviations, parameters, training throughput, wall time,
-    the model's config and the recipe, and every run's history (for the curves). Seeds change the
-    initialisation, data order and augmentation; the datasets stay the same. ``table`` applies the
-    profile's recipe settings for that table; with ``save_weights`` (a table prefix) each seed's
-    final weights are written atomically to :func:`weights_path`. Every epoch is checkpointed
-    under :func:`run_checkpoint_dir` and an interrupted (or finished) run resumes from it, unless
-    ``checkpoint=False`` (a measurement that must train every time).
+    :func:`tnt_rest_lite.experiments.runner.run_seeds` with a :class:`ClassificationExperiment`
+    (``table``, ``save_weights`` and ``checkpoint`` are its fields), for a run outside a table (the
+    benchmarks, a figure chapter's missing weights). Each seed trains on ``train_set`` with the
+    validation curve on ``val_set``, then is evaluated once on ``test_set``. Seeds change the
+    initialisation, data order and augmentation; the datasets stay the same.
     """
-    p = profile or get_profile()
-    seeds = list(range(p.num_seeds)) if seeds is None else seeds
-    classes = num_classes(train_set)
-    runs = []
-    resumed: list[bool] = []  # whether each seed continued a checkpoint (a completed one is not retrained)
-    for seed in seeds:
-        seed_everything(seed)
-        model = build_model(name, classes, p.image_size, p)
-        config = dataclasses.replace(recipe(recipe_name, p, seed, table, name), progress=progress)
-        # every epoch is checkpointed: a disconnect (Colab) loses at most one, and re-running the cell resumes
-        if checkpoint:
-            folder = run_checkpoint_dir(save_weights or table or recipe_name, name, seed, config, p)
-            config = dataclasses.replace(config, checkpoint_dir=str(folder))
-        resumed.append(checkpoint and (folder / CHECKPOINT_NAME).is_file())
-        result = train(model, train_set, val_set, config, desc=f"{name} seed {seed}")
-        test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
-        if save_weights is not None:
-            save_checkpoint(weights_path(save_weights, name, seed, p), {"model": model.state_dict()})
-        runs.append((model, result, test))
-    model, first, _ = runs[0]
-    summary: dict[str, Any] = {
-        "model": name,
-        "recipe": recipe_name,
-        "seeds": seeds,
-        "val_top1": [r.metrics["top1"] for _, r, _ in runs],
-        "val_top5": [r.metrics["top5"] for _, r, _ in runs],
-        "test_top1": [t["top1"] for _, _, t in runs],
-        "test_top5": [t["top5"] for _, _, t in runs],
-    }
-    for key in ("test_top1", "test_top5", "val_top1"):
-        summary[f"{key}_mean"], summary[f"{key}_std"] = mean_std(summary[key])
-    summary.update(
-        {
-            "chance_top1": 100.0 / classes,
-            "params": first.num_params,
-            "train_images_per_s": statistics.fmean(r.train_images_per_s for _, r, _ in runs),
-            "wall_time_s": [r.wall_time_s for _, r, _ in runs],
-            "image_size": p.image_size,
-            "data_difficulty": getattr(train_set, "difficulty", None),  # synthetic data only
-            "train_samples": len(train_set),
-            "val_samples": len(val_set),
-            "test_samples": len(test_set),
-            "model_config": model_config(model),
-            "description": describe_config(name, model_config(model)),
-            "train_config": first.config,
-            "histories": [r.history for _, r, _ in runs],
-            "resumed": resumed,
-        }
+    experiment = ClassificationExperiment(
+        recipe=recipe_name, table=table, save_weights=save_weights, checkpoint=checkpoint
     )
-    return summary
+    return run_seeds(experiment, name, (train_set, val_set, test_set), profile, seeds, progress)
 
 
 def _eval_batches(dataset: Dataset, config: TrainConfig) -> Any:

@@ -1,7 +1,9 @@
 """The small-scale training experiments: recipes, model construction, multi-seed runs.
 
-The notebooks 04-06 and the training benchmark (:mod:`tnt_rest_lite.train_bench`) all go through
-:func:`run_model`, so a number in a table and a number in the benchmark come from the same code.
+The notebooks 04-06 run their tables through the shared runner
+(:func:`tnt_rest_lite.experiments.runner.run_table` of :func:`table_experiment`), and the training
+benchmark through :func:`run_model`, the same runner's :func:`~tnt_rest_lite.experiments.runner.run_seeds`:
+a number in a table and a number in the benchmark come from the same code.
 
 Two recipes, both scaled down from the papers:
 
@@ -17,23 +19,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from torch import nn
-from torch.utils.data import Dataset
 
 from .. import reference
-from ..core import store
-from ..core.format import format_mean_std, markdown_table
+from ..core.format import markdown_table
 from ..data.datasets import num_classes
 from ..measure.complexity import count_params
 from ..models._registry import create_model, list_models
 from ..profiles import Profile, get_profile
-from ..train.curves import plot_history
 from .recipes import attention_check, build_model, describe_config, model_config, recipe
-from .runs import run_model
+from .runner import ExperimentSpec
+from .runs import ClassificationExperiment, run_model
 from .splits import load_splits
-from .verdicts import Claim, accuracy_rows, load_runs, verdict
+from .verdicts import Claim
 from .weights import load_weights, weights_path
 
 __all__ = [
@@ -41,11 +40,9 @@ __all__ = [
     "TableSpec",
     "TABLES",
     "table_spec",
-    "run_table",
+    "table_experiment",
     "describe_table",
-    "describe_reference",
     "check_small_models",
-    "training_summary",
     "SizeRelation",
 ]
 
@@ -111,24 +108,18 @@ class SizeRelation:
     tolerance: float
 
 
-@dataclass(frozen=True)
-class TableSpec:
+@dataclass(frozen=True, kw_only=True)
+class TableSpec(ExperimentSpec):
     """One regenerated accuracy table: which models, which recipe, which published claims.
 
     ``paper_keys`` maps each of our models to its row in ``reference_table`` (the name of a table
     of :mod:`tnt_rest_lite.reference`); ``extra_reference`` adds rows from ``reference.MODELS``.
     """
 
-    prefix: str  # results-store prefix and checkpoint prefix, e.g. "tnt_table1"
-    title: str
     recipe: str
     models: tuple[str, ...]
-    labels: Mapping[str, str]
     paper_keys: Mapping[str, str]
-    reference_table: str
-    claims: tuple[Claim, ...]
     extra_reference: tuple[str, ...] = ()
-    source: str = ""
     size_relation: SizeRelation | None = None
 
     def reference(self) -> dict[str, dict[str, float]]:
@@ -186,86 +177,9 @@ def table_spec(name: str) -> TableSpec:
     return TABLES[name]
 
 
-def run_table(
-    name: str,
-    dataset: str = "synthetic",
-    download: bool = False,
-    profile: Profile | None = None,
-    splits: tuple[Dataset, Dataset, Dataset] | None = None,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Train every model of table ``name``, store everything, and return the regenerated table.
-
-    For each model: :func:`run_model` over the profile's seeds (weights kept for the figure
-    chapters), its summary saved as ``<prefix>_<model>`` with provenance. Then the curves figure
-    (``<prefix>_curves``: every seed's validation curve), the table read back from the results
-    store (``<prefix>``) and one verdict per published claim (``<prefix>_verdicts``, structured
-    records, see :func:`tnt_rest_lite.tables.verdict`). Returns ``{"spec", "summaries",
-    "provenance", "headers", "rows", "verdicts", "figure"}``.
-    """
-    import time
-
-    spec = table_spec(name)
-    p = profile or get_profile()
-    train_set, val_set, test_set = splits if splits is not None else load_splits(dataset, p, download=download)
-    for name_ in spec.models:
-        start = time.perf_counter()
-        summary = run_model(
-            name_,
-            spec.recipe,
-            train_set,
-            val_set,
-            test_set,
-            p,
-            progress=progress,
-            table=spec.prefix,
-            save_weights=spec.prefix,
-        )
-        store.save_json(
-            f"{spec.prefix}_{name_}",
-            summary,
-            seed=summary["seeds"],
-            wall_time_s=time.perf_counter() - start,
-            dataset=dataset,
-        )
-    # everything below reads the results store back: the table can be rebuilt without retraining
-    summaries, provenance = load_runs(spec.prefix, spec.models)
-    figure = plot_history(
-        {
-            f"{spec.labels[m]} s{seed}": history
-            for m, s in summaries.items()
-            for seed, history in zip(s["seeds"], s["histories"], strict=True)
-        },
-        title=f"{spec.title}: validation curves, every seed",
-    )
-    store.save_figure(figure, f"{spec.prefix}_curves", seed=summaries[spec.models[0]]["seeds"])
-    headers, rows = accuracy_rows(summaries, spec.reference(), spec.labels, spec.paper_keys)
-    store.save_json(
-        spec.prefix,
-        {"headers": headers, "rows": rows, "dataset": dataset, "source": spec.source},
-        seed=summaries[spec.models[0]]["seeds"],
-    )
-    reference_rows = spec.reference()
-    verdicts = [
-        verdict(
-            _claim_text(spec, claim, reference_rows),
-            claim.better,
-            claim.worse,
-            summaries[claim.better],
-            summaries[claim.worse],
-        )
-        for claim in spec.claims
-    ]
-    store.save_json(f"{spec.prefix}_verdicts", verdicts, seed=summaries[spec.models[0]]["seeds"])
-    return {
-        "spec": spec,
-        "summaries": summaries,
-        "provenance": provenance,
-        "headers": headers,
-        "rows": rows,
-        "verdicts": verdicts,
-        "figure": figure,
-    }
+def table_experiment(name: str) -> ClassificationExperiment:
+    """The shared runner's task object of table ``name`` (:func:`tnt_rest_lite.experiments.runner.run_table`)."""
+    return ClassificationExperiment.for_table(table_spec(name))
 
 
 def describe_table(name: str, profile: Profile | None = None, dataset: str = "synthetic", classes: int = 20) -> str:
@@ -311,23 +225,6 @@ def describe_table(name: str, profile: Profile | None = None, dataset: str = "sy
         )
     lines.append(markdown_table(["model", "name", "parameters", "configuration"], rows))
     return "\n".join(lines)
-
-
-def _claim_text(spec: TableSpec, claim: Claim, reference_rows: Mapping[str, Mapping[str, float]]) -> str:
-    """``"<better> beats <worse> (paper: <top-1> vs <top-1> top-1)"``, the published values read from the reference data."""
-    better = reference_rows[spec.paper_keys[claim.better]]["top1"]
-    worse = reference_rows[spec.paper_keys[claim.worse]]["top1"]
-    return f"{spec.labels[claim.better]} beats {spec.labels[claim.worse]} (paper: {better} vs {worse} top-1)"
-
-
-def describe_reference(name: str) -> str:
-    """Markdown table of the published rows table ``name`` is compared with, and their source."""
-
-    spec = table_spec(name)
-    published = spec.reference()
-    keys = sorted({k for row in published.values() for k in row if k != "source"})
-    rows = [[row_name, *(row.get(k, "–") for k in keys)] for row_name, row in published.items()]
-    return markdown_table(["paper row", *keys], rows) + f"\n\nSource: {spec.source}."
 
 
 def _full_size_params(name: str) -> int:
@@ -394,17 +291,4 @@ def check_small_models(name: str, profile: Profile | None = None, classes: int =
         dead = [f"{r['module']}.{q}" for r in records for q in r["zero_grad_params"]]
         if dead:
             raise AssertionError(f"{model_name}: no gradient reaches {', '.join(dead)}")
-    return "\n".join(lines)
-
-
-def training_summary(table: Mapping[str, Any]) -> str:
-    """One line per model of a :func:`run_table` result: test top-1 over seeds, speed, time."""
-    lines = []
-    for name, s in table["summaries"].items():
-        lines.append(
-            f"{name:20s} test top-1 {format_mean_std(s['test_top1_mean'], s['test_top1_std'])} "
-            f"(seeds: {', '.join(f'{v:.1f}' for v in s['test_top1'])}; "
-            f"val: {', '.join(f'{v:.1f}' for v in s['val_top1'])}), "
-            f"{s['train_images_per_s']:.0f} img/s, {sum(s['wall_time_s']) / 60:.1f} min for {len(s['seeds'])} seed(s)"
-        )
     return "\n".join(lines)

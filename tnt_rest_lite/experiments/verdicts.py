@@ -121,44 +121,33 @@ def verdict(
 ) -> dict[str, Any]:
     """Does ``better`` beat ``worse`` in test top-1 at our scale, as the paper claims? A record.
 
-    From the seeds' test top-1 (``summary["test_top1"]``): the difference of the means and its
-    95 % Welch-t interval, and one of :data:`VERDICTS`. Another per-seed measurement of the same
-    models (e.g. the share of attention on the object) is judged the same way with ``metric``
-    naming its key (``unit`` names its unit in the sentence); testability still reads the models'
-    test top-1. ``paired=True`` when both sides are measurements of the same seeds' models (e.g.
-    two blocks of one network): the interval is then the paired t interval of the per-seed
-    differences (:func:`paired_interval`) instead of Welch's. ``floor=(key, value)`` replaces the
-    top-1 testability rule for models without a top-1 (e.g. detectors: ``("test_AP50", 10.0)``).
+    From the seeds' test top-1 (``summary["test_top1"]``): the difference of the means and its 95 %
+    Welch-t interval, and one of :data:`VERDICTS`. Another per-seed measurement of the same models (e.g.
+    the share of attention on the object) is judged the same way with ``metric`` naming its key (``unit``
+    its unit in the sentence); testability still reads the models' test top-1. ``paired=True`` when both
+    sides measure the same seeds' models (e.g. two blocks of one network): the interval is then the
+    paired t interval of the per-seed differences (:func:`paired_interval`). ``floor=(key, value)`` adds
+    a testability rule for models without a top-1 (e.g. detectors: ``("test_AP50", 10.0)``).
 
-    * ``not testable``: either model below twice chance (it has learnt too little to compare);
-    * ``holds``: the interval lies above 0; ``reversed``: below 0;
-    * ``undecided``: the interval spans 0, or one seed gives no interval (``"one seed: not decided"``).
+    * ``not testable``: either model below twice chance (or ``floor``): it has learnt too little to compare;
+    * ``holds``: the interval above 0; ``reversed``: below 0; ``undecided``: it spans 0, or one seed (no interval).
 
-    The record has the keys ``claim, better, worse, diff, ci_low, ci_high, n_seeds, verdict`` (plus
-    ``better_top1, worse_top1, chance_top1, confidence, method, note``); :func:`verdict_sentence`
-    renders it.
+    The record's keys: ``claim, better, worse, diff, ci_low, ci_high, n_seeds, verdict`` (plus ``better_top1,
+    worse_top1, chance_top1, confidence, method, note``); :func:`verdict_sentence` renders it.
     """
     a, b = list(better_summary[metric]), list(worse_summary[metric])
     chance = float(better_summary.get("chance_top1", 0.0))
-    top1 = [statistics.fmean(s["test_top1"]) for s in (better_summary, worse_summary) if "test_top1" in s]
     diff = sum(a) / len(a) - sum(b) / len(b)
     low = high = None
-    note = ""
-    floor_means = [statistics.fmean(s[floor[0]]) for s in (better_summary, worse_summary)] if floor else []
-    if floor_means and min(floor_means) < floor[1]:
-        outcome = "not testable"
-        note = f"a model's {floor[0].removeprefix('test_')} is below {floor[1]:g}"
-    elif top1 and min(top1) < 2 * chance:
-        outcome = "not testable"
-        note = f"a model is below twice chance ({2 * chance:.0f} %)"
+    untestable = _untestable(better_summary, worse_summary, chance, floor)
+    if untestable:
+        outcome, note = "not testable", untestable
     elif min(len(a), len(b)) < 2:
-        outcome = "undecided"
-        note = "one seed: not decided"
+        outcome, note = "undecided", "one seed: not decided"
     else:
         diff, low, high = paired_interval(a, b) if paired else welch_interval(a, b)
         outcome = "holds" if low > 0 else "reversed" if high < 0 else "undecided"
-        if outcome == "undecided":
-            note = "the interval spans 0"
+        note = "the interval spans 0" if outcome == "undecided" else ""
     return {
         "claim": claim,
         "better": better,
@@ -179,6 +168,23 @@ def verdict(
         + ("test top-1" if metric == "test_top1" else metric),
         "note": note,
     }
+
+
+def _untestable(
+    better_summary: Mapping[str, Any], worse_summary: Mapping[str, Any], chance: float, floor: tuple[str, float] | None
+) -> str:
+    """Why a claim about these two models cannot be tested (the :func:`verdict` note), or ``""``.
+
+    Below ``floor`` (``(key, value)``, e.g. the detectors' test AP50) where given, or below twice
+    chance in test top-1 (models without a top-1 are never below it).
+    """
+    pair = (better_summary, worse_summary)
+    if floor is not None and min(statistics.fmean(s[floor[0]]) for s in pair) < floor[1]:
+        return f"a model's {floor[0].removeprefix('test_')} is below {floor[1]:g}"
+    top1 = [statistics.fmean(s["test_top1"]) for s in pair if "test_top1" in s]
+    if top1 and min(top1) < 2 * chance:
+        return f"a model is below twice chance ({2 * chance:.0f} %)"
+    return ""
 
 
 def verdict_sentence(record: Mapping[str, Any]) -> str:

@@ -39,6 +39,6 @@ def stored_verdicts_markdown(names: Sequence[str]) -> str:
 
 
 def results_markdown(table: Mapping[str, Any]) -> str:
-    """A regenerated table (``experiments.run_table``'s result) with the provenance of every row."""
+    """A regenerated table (``experiments.runner.run_table``'s result) with the provenance of every row."""
     provenance = "\n".join(f"* {line}" for line in table["provenance"])
     return markdown_table(table["headers"], table["rows"]) + "\n\nProvenance of the rows:\n\n" + provenance

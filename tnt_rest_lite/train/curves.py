@@ -14,13 +14,17 @@ __all__ = ["plot_history"]
 # ----------------------------------------------------------------------------------------------
 
 
-def plot_history(histories: dict[str, Any], title: str = "") -> Any:
-    """Loss (train solid, val dashed) and validation top-1 per epoch, one colour per model.
+def plot_history(
+    histories: dict[str, Any], title: str = "", metric: str = "val_top1", metric_label: str = "val top-1 (%)"
+) -> Any:
+    """Loss (train solid, val dashed) and a validation metric per epoch, one colour per model.
 
     ``histories`` is one ``TrainResult.history``, a mapping ``label -> history`` or
     ``label -> [history per seed]``; labels ``"<model> s<seed>"`` are grouped into their model.
     Every seed is a thin line and the seeds' mean a bold one (:func:`tnt_rest_lite.viz.seed_curves`),
-    one legend entry per model, outside the axes.
+    one legend entry per model, outside the axes. ``metric`` is the history's key drawn on the right
+    (validation top-1 by default; ``"val_AP50"`` for the detectors, whose histories have no
+    validation loss: the dashed lines are drawn only where every history has one).
     """
     import re
 
@@ -38,10 +42,14 @@ def plot_history(histories: dict[str, Any], title: str = "") -> Any:
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
     colours = viz.seed_curves(ax_loss, series("train_loss"), legend=False)
-    viz.seed_curves(ax_loss, series("val_loss"), colours, linestyle="--", legend=False)
-    viz.seed_curves(ax_acc, series("val_top1"), colours)
-    ax_loss.set(xlabel="epoch", ylabel="loss", title="loss (solid: train, smoothed/mixed targets; dashed: val)")
-    ax_acc.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation top-1 (thin: seeds, bold: mean)")
+    with_val_loss = all("val_loss" in h for hs in grouped.values() for h in hs)
+    if with_val_loss:
+        viz.seed_curves(ax_loss, series("val_loss"), colours, linestyle="--", legend=False)
+    viz.seed_curves(ax_acc, series(metric), colours)
+    loss_title = "loss (solid: train, smoothed/mixed targets; dashed: val)" if with_val_loss else "training loss"
+    ax_loss.set(xlabel="epoch", ylabel="loss", title=loss_title)
+    name = metric_label.removesuffix(" (%)").replace("val ", "validation ", 1)
+    ax_acc.set(xlabel="epoch", ylabel=metric_label, title=f"{name} (thin: seeds, bold: mean)")
     for ax in (ax_loss, ax_acc):
         ax.title.set_fontsize(9)
     if title:
