@@ -4,7 +4,7 @@ One spec per table (:data:`DETECTION_TABLES`) says which detectors it trains, fr
 classifiers their backbones start, what the paper published and which orderings it claims. One
 task object runs any of them through the shared runner (:class:`DetectionExperiment` in
 :func:`tnt_rest_lite.experiments.runner.run_table`, as the classification tables): every detector over the profile's seeds
-through :func:`tnt_rest_lite.engine.train` with :class:`~tnt_rest_lite.engine.DetectionTask`
+through :func:`tnt_rest_lite.train.loop.train` with :class:`~tnt_rest_lite.detection.task.DetectionTask`
 (progress bars, atomic checkpoints, exact resume, AMP on CUDA), COCO AP with pycocotools on the
 held-out test split, results stored with provenance, verdicts with confidence intervals.
 
@@ -79,7 +79,7 @@ class Detector:
     """One row of a detection table: a detector kind on a backbone, started from a trained classifier.
 
     ``init_table`` names the classification table (``experiments.TABLES``) whose recipe trained
-    the backbone's weights (:func:`tnt_rest_lite.experiments.trained_model`: read from the
+    the backbone's weights (:func:`tnt_rest_lite.experiments.tables.trained_model`: read from the
     checkpoints, or trained when absent). Detector seed ``s`` starts from classifier seed ``s``,
     or, with ``init_seeds=k``, from classifier seed ``s mod k`` (classifiers that no chapter
     trains are trained once, not once per detector seed).

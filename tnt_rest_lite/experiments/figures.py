@@ -239,7 +239,7 @@ def depth_verdicts(
     """Per model: does the deepest block attend farther (mean attention distance) than the first?
 
     Both distances are measured on the same seed's model, so the verdict is the paired t interval
-    of the per-seed differences (:func:`tnt_rest_lite.tables.verdict` with ``paired=True``);
+    of the per-seed differences (:func:`tnt_rest_lite.experiments.verdicts.verdict` with ``paired=True``);
     ``accuracy``: label -> ``{"test_top1", "chance_top1"}`` (testability).
     """
 
@@ -316,7 +316,7 @@ def cam_study(
     """ResT's Fig. 2 as numbers: saliency maps of every model, seed and method, scored on every image.
 
     ``models``: label -> one ``(model, target_layer)`` per seed. Each image is explained for its
-    true class by Group-CAM (:func:`tnt_rest_lite.explain.group_cam`) and Grad-CAM (the
+    true class by Group-CAM (:func:`tnt_rest_lite.explain.maps.group_cam`) and Grad-CAM (the
     ``grad-cam`` package), and each map scored by deletion and insertion AUC (``steps`` steps),
     the pointing game and the energy-based pointing game against the object mask. Returns the
     scores ``{label: {method: {"deletion" | "insertion" | "pointing" | "energy": [per seed: [per
@@ -385,7 +385,7 @@ def cam_verdicts(
     """Does ``better``'s ``method`` map localise and explain better than ``worse``'s? One verdict per metric.
 
     The per-seed means over the images are compared as the tables' claims are
-    (:func:`tnt_rest_lite.tables.verdict`); deletion AUC is better when lower, so its claim is
+    (:func:`tnt_rest_lite.experiments.verdicts.verdict`); deletion AUC is better when lower, so its claim is
     stated the other way round. ``accuracy``: label -> ``{"test_top1", "chance_top1"}`` (a model
     below twice chance makes the claim not testable).
     """
@@ -454,7 +454,7 @@ def diversity_verdicts(
 ) -> list[dict[str, Any]]:
     """ResT's Fig. 1 claims on ``block``, for each weight state of ``similarity`` (e.g. trained, untrained).
 
-    Two verdicts each (:func:`tnt_rest_lite.tables.verdict` on the seeds' mean off-diagonal
+    Two verdicts each (:func:`tnt_rest_lite.experiments.verdicts.verdict` on the seeds' mean off-diagonal
     similarity, paired: the three steps are one model's): the 1x1 convolution makes the heads **more** alike than the raw scores, and
     IN(softmax) makes them **less** alike than after the convolution. ``accuracy``: state ->
     ``{"test_top1", "chance_top1"}`` where the models' accuracy decides testability.

@@ -7,7 +7,7 @@
    ResT's recipe) for ``--steps`` optimizer steps at each profile's image size, batch size and
    recipe, with the profile's mixed precision (fp16 autocast + GradScaler on CUDA), and times the
    bare step (one fixed batch on the device: no data, no evaluation) and its peak memory;
-2. runs one seed of each training table through :func:`tnt_rest_lite.experiments.run_model` for the
+2. runs one seed of each training table through :func:`tnt_rest_lite.experiments.runs.run_model` for the
    same number of steps (data loading, evaluation and checkpointing included): the ratio to the
    bare step is the loop's overhead;
 3. runs the figure chapters' GPU path (outer attention of TNT/DeiT, Group-CAM and Grad-CAM of

@@ -32,7 +32,7 @@ __all__ = ["ClassificationExperiment", "run_model", "seed_accuracy"]
 def seed_accuracy(models: Sequence[nn.Module], test_set: Dataset, batch_size: int = 256) -> dict[str, Any]:
     """``{"test_top1": [% per model], "chance_top1": %}`` of the seeds' ``models`` on ``test_set``.
 
-    The form :func:`tnt_rest_lite.tables.verdict` reads to decide whether a claim about these
+    The form :func:`tnt_rest_lite.experiments.verdicts.verdict` reads to decide whether a claim about these
     models is testable (a model below twice chance has learnt too little to explain).
     """
 

@@ -20,7 +20,7 @@ def load_splits(
     Every choice (learning rate, epochs, difficulty) is made on the validation split; the tables
     and verdicts read the test split only. The synthetic dataset is generated at the profile's
     ``data_difficulty``; real data holds validation out of its published training split and tests
-    on its published test split (:func:`tnt_rest_lite.data.build_dataset`).
+    on its published test split (:func:`tnt_rest_lite.data.datasets.build_dataset`).
     """
     p = profile or get_profile()
     sizes = {"train": p.train_samples, "val": p.val_samples, "test": p.test_samples}

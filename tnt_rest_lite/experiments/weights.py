@@ -41,7 +41,7 @@ def run_checkpoint_dir(prefix: str, name: str, seed: int, config: TrainConfig, p
 def load_weights(path: Path, model: nn.Module) -> nn.Module:
     """Load the weights :func:`run_model` saved at ``path`` into ``model`` (``weights_only=True``).
 
-    Read by :func:`tnt_rest_lite.engine.load_checkpoint`: a missing file is a ``FileNotFoundError``,
+    Read by :func:`tnt_rest_lite.train.checkpoint.load_checkpoint`: a missing file is a ``FileNotFoundError``,
     a corrupt one a ``CheckpointError`` naming it, weights of another architecture a ``KeyError`` /
     ``ValueError`` naming every mismatched key.
     """

@@ -3,7 +3,7 @@
 Each architecture module decorates its entry points with :func:`register_model`, which records
 them here and in timm's registry (with the module's ``default_cfgs``, so timm knows each entry's
 ``pretrained_cfg``). Every entry point builds through timm's ``build_model_with_cfg``
-(:func:`tnt_rest_lite.interface.build`), so pretrained weights, ``features_only`` and the other
+(:func:`tnt_rest_lite.models._builder.build`), so pretrained weights, ``features_only`` and the other
 factory options behave the same through both doors.
 """
 

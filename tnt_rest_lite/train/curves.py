@@ -21,7 +21,7 @@ def plot_history(
 
     ``histories`` is one ``TrainResult.history``, a mapping ``label -> history`` or
     ``label -> [history per seed]``; labels ``"<model> s<seed>"`` are grouped into their model.
-    Every seed is a thin line and the seeds' mean a bold one (:func:`tnt_rest_lite.viz.seed_curves`),
+    Every seed is a thin line and the seeds' mean a bold one (:func:`tnt_rest_lite.core.viz.seed_curves`),
     one legend entry per model, outside the axes. ``metric`` is the history's key drawn on the right
     (validation top-1 by default; ``"val_AP50"`` for the detectors, whose histories have no
     validation loss: the dashed lines are drawn only where every history has one).
