@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 import time
 from typing import Any
@@ -34,6 +35,7 @@ import torch
 from ..core import store
 from ..data.datasets import build_dataset
 from ..data.synthetic import SyntheticShapes
+from ..measure.bench import mean_time
 from ..profiles import PROFILES, Profile, get_profile
 from ..train.config import amp_enabled
 from ..train.loop import train_step
@@ -62,6 +64,29 @@ def _models_of(table: str) -> tuple[str, ...]:
     return (*TABLES[table].models, *EXTRA_MODELS.get(table, ()))
 
 
+def _time_steps(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: Any,
+    scheduler: Any,
+    config: Any,
+    task: ClassificationTask,
+    scaler: torch.amp.GradScaler,
+    steps: int,
+) -> tuple[float, torch.Tensor]:
+    """Mean seconds of one of ``steps`` training steps and the last step's loss. The Timer's untimed
+    warm-up steps before them (two, or ``steps // 100``) choose the kernels and fill the caches."""
+    updates, last = itertools.count(1), []
+
+    def step() -> None:
+        loss, _ = train_step(
+            model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=next(updates)
+        )
+        last[:] = [loss]
+
+    return mean_time(step, steps), last[0]
+
+
 def step_times(
     profile: Profile, steps: int, device: torch.device, batch_size: int | None = None
 ) -> list[dict[str, Any]]:
@@ -82,16 +107,7 @@ def step_times(
             scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            for i in range(2):  # warm-up: kernels chosen, caches filled
-                train_step(model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=i + 1)
-            _sync(device)
-            start = time.perf_counter()
-            for i in range(steps):
-                loss, _ = train_step(
-                    model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=i + 3
-                )
-            _sync(device)
-            seconds = (time.perf_counter() - start) / steps
+            seconds, loss = _time_steps(model, batch, optimizer, scheduler, config, task, scaler, steps)
             rows.append(
                 {
                     "profile": profile.name,
