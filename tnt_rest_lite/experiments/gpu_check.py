@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from ..core import store
+from ..core.store import stopwatch
 from ..data.datasets import build_dataset
 from ..data.synthetic import SyntheticShapes
 from ..measure.bench import mean_time
@@ -148,10 +149,10 @@ def loop_times(profile: Profile, steps: int, device: torch.device) -> list[dict[
             for split, n in (("train", steps * batch), ("val", 2 * batch), ("test", 2 * batch))
         ]
         for name in spec.models:
-            start = time.perf_counter()
-            summary = run_model(
-                name, spec.recipe, *splits, short, seeds=[0], progress=False, table=table, checkpoint=False
-            )
+            with stopwatch() as clock:
+                summary = run_model(
+                    name, spec.recipe, *splits, short, seeds=[0], progress=False, table=table, checkpoint=False
+                )
             rows.append(
                 {
                     "profile": profile.name,
@@ -159,7 +160,7 @@ def loop_times(profile: Profile, steps: int, device: torch.device) -> list[dict[
                     "model": name,
                     "steps": steps,
                     "train_images_per_s": summary["train_images_per_s"],
-                    "run_s": time.perf_counter() - start,
+                    "run_s": clock["s"],
                 }
             )
             print(
@@ -177,19 +178,18 @@ def figure_times(profile: Profile, device: torch.device, images: int = 4) -> dic
     batch = test.batch(list(range(images)))
     out = {}
     vits = [build_model(n, 20, profile.image_size, profile).eval() for n in ("tnt_s_mini", "deit_s_mini")]
-    start = time.perf_counter()
-    with torch.no_grad():
+    with stopwatch() as clock, torch.no_grad():
         for model in vits:
             with figures.on_compute_device(model.to(device)):
                 figures.outer_attention(model, batch["image"])
-    _sync(device)
-    out["07_attention_s_per_image"] = (time.perf_counter() - start) / images
+        _sync(device)
+    out["07_attention_s_per_image"] = clock["s"] / images
     rest, resnet = (build_model(n, 20, profile.image_size, profile).eval() for n in ("rest_lite_mini", "resnet50_mini"))
     cam_models = {"rest": [(rest.to(device), rest.stage4_out)], "resnet": [(resnet.to(device), resnet.layer4)]}
-    start = time.perf_counter()
-    figures.cam_study(cam_models, batch["image"], batch["label"], batch["mask"])
-    _sync(device)
-    out["08_cam_s_per_image"] = (time.perf_counter() - start) / images
+    with stopwatch() as clock:
+        figures.cam_study(cam_models, batch["image"], batch["label"], batch["mask"])
+        _sync(device)
+    out["08_cam_s_per_image"] = clock["s"] / images
     return out
 
 
@@ -197,9 +197,9 @@ def data_rate(profile: Profile, samples: int = 512) -> float:
     """Images per second that SyntheticShapes draws at the profile's size in its worker processes."""
 
     data = SyntheticShapes(samples, profile.image_size, "train", seed=99, difficulty=profile.data_difficulty)
-    start = time.perf_counter()
-    data.materialize(workers=profile.num_workers)
-    return samples / (time.perf_counter() - start)
+    with stopwatch() as clock:
+        data.materialize(workers=profile.num_workers)
+    return samples / clock["s"]
 
 
 def chapter_estimates(

@@ -13,11 +13,11 @@ import argparse
 import dataclasses
 import itertools
 import sys
-import time
 from typing import Any
 
 from ..core import store, viz
 from ..core.format import markdown_table
+from ..core.store import stopwatch
 from ..data.datasets import build_dataset, num_classes
 from ..profiles import ENV_VAR, Profile, get_profile
 from ..train.config import seed_everything
@@ -65,8 +65,8 @@ def _search_run(
     config = dataclasses.replace(recipe(recipe_name, p, 0), batch_size=batch, lr=lr, progress=progress)
     seed_everything(0)
     net = build_model(model, num_classes(train_set), p.image_size, p)
-    start = time.perf_counter()
-    result = train(net, train_set, val_set, config, desc=f"{model} batch {batch} lr {lr:g}")
+    with stopwatch() as clock:
+        result = train(net, train_set, val_set, config, desc=f"{model} batch {batch} lr {lr:g}")
     row = {
         "model": model,
         "recipe": recipe_name,
@@ -77,7 +77,7 @@ def _search_run(
         "val_top1": result.history["val_top1"],
         "final_val_top1": result.history["val_top1"][-1],
         "train_images_per_s": result.train_images_per_s,
-        "wall_time_s": time.perf_counter() - start,
+        "wall_time_s": clock["s"],
     }
     print(
         f"{model} batch {batch:4d} lr {lr:8.2g}: val top-1 per epoch "
