@@ -158,3 +158,22 @@ def test_score_matrices_are_what_differs_between_emsa_and_msa() -> None:
     assert score_matrix_mb(create_model("rest_lite"), 1, 224) == pytest.approx(emsa)
     assert score_matrix_mb(create_model("rest_lite"), 16, 224, element_bytes=2) == pytest.approx(emsa * 8)
     assert score_matrix_mb(create_model("deit_s_mini"), 1, 32) is None
+
+
+def test_repeat_times_times_each_call_with_the_threads_in_use() -> None:
+    threads = []
+    times = bench.repeat_times(lambda: threads.append(torch.get_num_threads()), 4)
+    assert len(times) == 4 and all(t >= 0 for t in times)
+    assert len(threads) == 4 * 3  # each timed call follows the Timer's two untimed ones
+    assert set(threads) == {torch.get_num_threads()}  # not the Timer's default of one thread
+
+
+def test_compare_roi_align_keeps_its_fields() -> None:
+    from tnt_rest_lite.detection.roi_align import compare_roi_align
+
+    features = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[0.0, 1.0, 1.0, 9.0, 12.0], [0.0, 4.0, 2.0, 15.0, 8.0]])
+    check = compare_roi_align(features, rois, output_size=3, spatial_scale=1.0, repeats=2)
+    assert set(check) == {"max_value_difference", "max_gradient_difference", "torchvision_s", "separable_s"}
+    assert check["max_value_difference"] < 1e-5 and check["max_gradient_difference"] < 1e-5
+    assert check["torchvision_s"] > 0 and check["separable_s"] > 0

@@ -23,6 +23,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urldefrag, urljoin, urlparse
 
 __all__ = [
@@ -179,6 +180,87 @@ def _page_source(root: Path, page: str) -> Path | None:
     return None
 
 
+def _collect_errors(page: Any) -> list[str]:
+    """Listen to ``page``'s console errors, page errors, failed requests and HTTP errors; the list they fill."""
+    errors: list[str] = []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
+    page.on("response", lambda res: errors.append(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None)
+    return errors
+
+
+def _page_state(page: Any, url: str, errors: list[str], timeout_ms: int) -> dict:
+    """Load ``url`` (clearing ``errors`` first), wait for MathJax where there is math; the page's state."""
+    errors.clear()
+    page.goto(url, wait_until="load", timeout=timeout_ms)
+    # MathJax typesets after load; wait for it where the page has math (bounded by the timeout)
+    with contextlib.suppress(Exception):
+        page.wait_for_function(
+            "() => !document.querySelector('.math') || document.querySelector('mjx-container')",
+            timeout=10_000,
+        )
+    return page.evaluate(_PAGE_STATE)
+
+
+def _content_problems(s: dict, path: str, source_root: Path | None) -> list[str]:
+    """What is wrong with a loaded page's content: title, images, raw TeX or tables, table count, MathJax."""
+    problems: list[str] = []
+    if not s["title"].strip() or not s["heading"]:
+        problems.append(f"no title or heading (title {s['title']!r})")
+    for img in s["images"]:
+        if not img["complete"] or img["width"] == 0:
+            problems.append(f"image did not load: {img['src']}")
+    for raw in _raw_math(s["text"]):
+        problems.append(f"raw TeX in the text: …{raw}…")
+    for raw in raw_tables(s["text"]):
+        problems.append(f"raw table text: {raw}")
+    source = _page_source(Path(source_root), path) if source_root is not None else None
+    if source is not None and (expected := source_tables(source)) != s["tables"]:
+        problems.append(f"{s['tables']} tables shown, {expected} in {source.name}")
+    if s["mathSources"] and not s["mathTypeset"]:
+        problems.append(f"{s['mathSources']} math elements, none typeset by MathJax")
+    return problems
+
+
+@dataclass
+class _Visit:
+    """What checking one page needs: the build, the server's base URL, the browser page and its error log."""
+
+    folder: Path
+    base: str
+    page: Any
+    errors: list[str]
+    timeout_ms: int
+    source_root: Path | None
+    screenshots: dict[str, Path] | None
+    ids_cache: dict[str, set[str]] = field(default_factory=dict)
+
+
+def _check_page(visit: _Visit, path: str) -> PageReport:
+    """One page's report: a redirect's target checked, or the page loaded, its content, errors and links checked."""
+    folder, base = visit.folder, visit.base
+    redirect = _meta_refresh(folder / path)
+    if redirect is not None:
+        # a redirect page (Jupyter Book's index.html) has no content of its own: its target must exist
+        target = urljoin(urljoin(base, path), redirect)
+        report = PageReport(path, title=f"redirect to {redirect}")
+        report.links_checked, report.problems = _check_links(folder, base, path, [target], visit.ids_cache)
+        return report
+    s = _page_state(visit.page, urljoin(base, path), visit.errors, visit.timeout_ms)
+    report = PageReport(
+        path, title=s["title"], images=len(s["images"]), math_typeset=s["mathTypeset"], tables=s["tables"]
+    )
+    report.problems += _content_problems(s, path, visit.source_root)
+    report.problems += [f"console: {e}" for e in visit.errors]
+    if visit.screenshots and path in visit.screenshots:
+        visit.screenshots[path].parent.mkdir(parents=True, exist_ok=True)
+        visit.page.screenshot(path=str(visit.screenshots[path]), full_page=True)
+    report.links_checked, broken = _check_links(folder, base, path, s["links"], visit.ids_cache)
+    report.problems += broken
+    return report
+
+
 def check_book(
     folder: Path,
     pages: Sequence[str] | None = None,
@@ -203,69 +285,15 @@ def check_book(
     if not (folder / "index.html").is_file():
         raise FileNotFoundError(f"No built book at {folder} (index.html missing): run `make html` first")
     pages = list(pages) if pages is not None else html_pages(folder)
-    reports: list[PageReport] = []
-    ids_cache: dict[str, set[str]] = {}
     with serve(folder) as base, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=["--no-sandbox"])
         try:
             context = browser.new_context(viewport={"width": 1280, "height": 900})
             page = context.new_page()
-            errors: list[str] = []
-            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("requestfailed", lambda req: errors.append(f"request failed: {req.url}"))
-            page.on(
-                "response", lambda res: errors.append(f"HTTP {res.status}: {res.url}") if res.status >= 400 else None
-            )
-
-            def state(path: str) -> dict:
-                errors.clear()
-                page.goto(urljoin(base, path), wait_until="load", timeout=timeout_ms)
-                # MathJax typesets after load; wait for it where the page has math (bounded by the timeout)
-                with contextlib.suppress(Exception):
-                    page.wait_for_function(
-                        "() => !document.querySelector('.math') || document.querySelector('mjx-container')",
-                        timeout=10_000,
-                    )
-                return page.evaluate(_PAGE_STATE)
-
-            for path in pages:
-                redirect = _meta_refresh(folder / path)
-                if redirect is not None:
-                    # a redirect page (Jupyter Book's index.html) has no content of its own: its target must exist
-                    target = urljoin(urljoin(base, path), redirect)
-                    report = PageReport(path, title=f"redirect to {redirect}")
-                    report.links_checked, report.problems = _check_links(folder, base, path, [target], ids_cache)
-                    reports.append(report)
-                    continue
-                s = state(path)
-                report = PageReport(
-                    path, title=s["title"], images=len(s["images"]), math_typeset=s["mathTypeset"], tables=s["tables"]
-                )
-                if not s["title"].strip() or not s["heading"]:
-                    report.problems.append(f"no title or heading (title {s['title']!r})")
-                for img in s["images"]:
-                    if not img["complete"] or img["width"] == 0:
-                        report.problems.append(f"image did not load: {img['src']}")
-                for raw in _raw_math(s["text"]):
-                    report.problems.append(f"raw TeX in the text: …{raw}…")
-                for raw in raw_tables(s["text"]):
-                    report.problems.append(f"raw table text: {raw}")
-                source = _page_source(Path(source_root), path) if source_root is not None else None
-                if source is not None and (expected := source_tables(source)) != s["tables"]:
-                    report.problems.append(f"{s['tables']} tables shown, {expected} in {source.name}")
-                if s["mathSources"] and not s["mathTypeset"]:
-                    report.problems.append(f"{s['mathSources']} math elements, none typeset by MathJax")
-                report.problems += [f"console: {e}" for e in errors]
-                if screenshots and path in screenshots:
-                    screenshots[path].parent.mkdir(parents=True, exist_ok=True)
-                    page.screenshot(path=str(screenshots[path]), full_page=True)
-                report.links_checked, broken = _check_links(folder, base, path, s["links"], ids_cache)
-                report.problems += broken
-                reports.append(report)
+            visit = _Visit(folder, base, page, _collect_errors(page), timeout_ms, source_root, screenshots)
+            return [_check_page(visit, path) for path in pages]
         finally:
             browser.close()
-    return reports
 
 
 def _meta_refresh(file: Path) -> str | None:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-import time
 from pathlib import Path
 from typing import Any
 
 from ..core.paths import repo_root
 from ..core.progress import TEXT_PROGRESS_ENV_VAR
-from ..core.store import device_name, git_commit
+from ..core.store import device_name, git_commit, stopwatch
 from ..profiles import ENV_VAR, get_profile
 
 __all__ = [
@@ -231,22 +230,22 @@ def execute_notebook(path: Path, *, profile: str | None = None, write_back: bool
     settings = {ENV_VAR: name, TEXT_PROGRESS_ENV_VAR: "1"}
     old = {key: os.environ.get(key) for key in settings}
     os.environ.update(settings)
-    start = time.perf_counter()
-    try:
-        NotebookClient(
-            nb,
-            timeout=timeout,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(path.parent)}},
-            coalesce_streams=True,  # a text bar's carriage-return updates collapse to its final state
-        ).execute()
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    if write_back:
-        finish_progress_widgets(nb)  # any widget bar a cell drew itself: its final text, no CDN manager
-        nbformat.write(nb, path)
-    return time.perf_counter() - start
+    with stopwatch() as clock:
+        try:
+            NotebookClient(
+                nb,
+                timeout=timeout,
+                kernel_name="python3",
+                resources={"metadata": {"path": str(path.parent)}},
+                coalesce_streams=True,  # a text bar's carriage-return updates collapse to its final state
+            ).execute()
+        finally:
+            for key, value in old.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        if write_back:
+            finish_progress_widgets(nb)  # any widget bar a cell drew itself: its final text, no CDN manager
+            nbformat.write(nb, path)
+    return clock["s"]

@@ -114,6 +114,12 @@ def build_dataset(
         )
     else:
         raise ValueError(f"Unknown dataset '{name}'; expected one of {', '.join(DATASETS)}")
+    return _split_subset(dataset, split, num_samples, seed)
+
+
+def _split_subset(dataset: Dataset, split: str, num_samples: int | None, seed: int) -> Dataset:
+    """A real dataset's ``split`` (the held-out part of the training split for ``"val"``), cut to
+    ``num_samples`` seeded samples; the dataset itself when that keeps everything."""
     indices = list(range(len(dataset))) if split == "test" else _holdout(len(dataset), split)
     if num_samples is not None and num_samples < len(indices):
         generator = torch.Generator().manual_seed(seed)

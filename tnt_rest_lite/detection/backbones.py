@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from timm.layers import LayerNorm2d
 from torch import nn
 
 from ..models._registry import create_model
@@ -91,13 +92,6 @@ def backbone_spec(name: str) -> BackboneSpec:
     return BACKBONES[name]
 
 
-class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a ``(B, C, H, W)`` map."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
 class SimplePyramid(nn.Module):
     """Four maps at strides ``s/4, s/2, s, 2s`` from four stride-``s`` maps (one per chosen block).
 
@@ -110,7 +104,7 @@ class SimplePyramid(nn.Module):
         super().__init__()
         self.up4 = nn.Sequential(
             nn.ConvTranspose2d(width, width, 2, stride=2),
-            LayerNorm2d(width),
+            LayerNorm2d(width, eps=1e-5),  # torch's default eps (timm's is 1e-6)
             nn.GELU(),
             nn.ConvTranspose2d(width, width, 2, stride=2),
         )

@@ -67,8 +67,8 @@ def build_detector(
             (default 1 for ResNets, mmdetection's default in both papers' configs; 0 otherwise).
         options: passed to torchvision's ``FasterRCNN`` / ``RetinaNet`` (e.g. ``box_detections_per_img``).
     """
-    from torchvision.models.detection import FasterRCNN, RetinaNet
-
+    if frozen_stages is None:
+        frozen_stages = 1 if backbone_spec(backbone).family == "resnet" else 0
     fpn = build_backbone(
         backbone,
         kind,
@@ -76,36 +76,50 @@ def build_detector(
         stage_norm=stage_norm,
         norm_eval=norm_eval,
         backbone_options=backbone_options,
-        frozen_stages=(1 if backbone_spec(backbone).family == "resnet" else 0)
-        if frozen_stages is None
-        else frozen_stages,
+        frozen_stages=frozen_stages,
     )
     if weights is not None:
         load_classifier_weights(fpn.body, weights)
     if image_size is not None:
         low, high = (image_size, image_size) if isinstance(image_size, int) else image_size
-        options.setdefault("min_size", low)
-        options.setdefault("max_size", high)
+        options = {"min_size": low, "max_size": high, **options}  # explicit options win
     anchors = _anchor_generator(kind, fpn.strides)
     if kind == "faster_rcnn":
-        from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-
-        roi_pool = SeparableMultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
-        box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_width)
-        model = FasterRCNN(
-            fpn,
-            num_classes=None,  # the predictor below has them: background + num_classes
-            rpn_anchor_generator=anchors,
-            box_roi_pool=roi_pool,
-            box_head=box_head,
-            box_predictor=FastRCNNPredictor(box_head_width, num_classes + 1),
-            **options,
-        )
-        model.label_offset = 1
+        model = _faster_rcnn(fpn, anchors, num_classes, fpn_channels, box_head_width, options)
     else:
-        model = RetinaNet(fpn, num_classes=num_classes, anchor_generator=anchors, **options)
-        model.label_offset = 0
+        model = _retinanet(fpn, anchors, num_classes, options)
     model.kind, model.backbone_name, model.stage_norm = kind, backbone, stage_norm
+    return model
+
+
+def _faster_rcnn(
+    fpn: nn.Module, anchors: Any, num_classes: int, fpn_channels: int, box_head_width: int, options: dict[str, Any]
+) -> nn.Module:
+    """torchvision's Faster R-CNN on ``fpn``: separable RoIAlign, a two-layer box head, background + classes."""
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+
+    roi_pool = SeparableMultiScaleRoIAlign(featmap_names=["0", "1", "2", "3"], output_size=7, sampling_ratio=2)
+    box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_width)
+    model = FasterRCNN(
+        fpn,
+        num_classes=None,  # the predictor below has them: background + num_classes
+        rpn_anchor_generator=anchors,
+        box_roi_pool=roi_pool,
+        box_head=box_head,
+        box_predictor=FastRCNNPredictor(box_head_width, num_classes + 1),
+        **options,
+    )
+    model.label_offset = 1
+    return model
+
+
+def _retinanet(fpn: nn.Module, anchors: Any, num_classes: int, options: dict[str, Any]) -> nn.Module:
+    """torchvision's RetinaNet on ``fpn`` (sigmoid scores, labels ``0..num_classes-1``)."""
+    from torchvision.models.detection import RetinaNet
+
+    model = RetinaNet(fpn, num_classes=num_classes, anchor_generator=anchors, **options)
+    model.label_offset = 0
     return model
 
 

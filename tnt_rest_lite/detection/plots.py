@@ -1,4 +1,4 @@
-"""Drawing detections over their images."""
+"""Drawing detections onto their images (``torchvision.utils.draw_bounding_boxes``)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,32 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torchvision.utils import draw_bounding_boxes
 
-__all__ = ["plot_detections"]
+__all__ = ["draw_detections", "plot_detections"]
+
+
+def draw_detections(
+    image: torch.Tensor,
+    target: Mapping[str, torch.Tensor],
+    prediction: Mapping[str, torch.Tensor],
+    score_threshold: float = 0.5,
+) -> torch.Tensor:
+    """``image`` (``(3, H, W)`` floats in [0, 1]) as uint8 with the ground-truth boxes drawn in white and the
+    predictions scoring at least ``score_threshold`` in red, each labelled ``"<label> <score>"``."""
+    pixels = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+    pixels = draw_bounding_boxes(pixels, target["boxes"].detach().cpu().float(), colors="white", width=1)
+    keep = prediction["scores"] >= score_threshold
+    boxes = prediction["boxes"][keep].detach().cpu().float()
+    if len(boxes):
+        labels = [
+            f"{label} {score:.2f}"
+            for label, score in zip(
+                prediction["labels"][keep].tolist(), prediction["scores"][keep].tolist(), strict=True
+            )
+        ]
+        pixels = draw_bounding_boxes(pixels, boxes, labels=labels, colors="red", width=1)
+    return pixels
 
 
 def plot_detections(
@@ -17,29 +41,15 @@ def plot_detections(
     score_threshold: float = 0.5,
     title: str = "",
 ) -> Any:
-    """Predicted boxes (solid, with class and score) against the ground truth (dashed white) on a few images."""
-    import matplotlib.patches as patches
+    """Predicted boxes (red, with class and score) against the ground truth (white) on a few images."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(indices), figsize=(2.4 * len(indices), 2.6), squeeze=False)
     for ax, i in zip(axes[0], indices, strict=True):
         image, target = dataset[i]
-        ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-        for x0, y0, x1, y1 in target["boxes"].tolist():
-            ax.add_patch(
-                patches.Rectangle(
-                    (x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="white", linestyle="--", linewidth=1
-                )
-            )
-        pred = predictions[i]
-        keep = pred["scores"] >= score_threshold
-        for (x0, y0, x1, y1), label, score in zip(
-            pred["boxes"][keep].tolist(), pred["labels"][keep].tolist(), pred["scores"][keep].tolist(), strict=True
-        ):
-            ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="red", linewidth=1.2))
-            ax.text(x0, y0, f"{label} {score:.2f}", color="red", fontsize=6, va="bottom")
+        ax.imshow(draw_detections(image, target, predictions[i], score_threshold).permute(1, 2, 0).numpy())
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.suptitle(title or f"predictions (red, score ≥ {score_threshold}) against the ground truth (dashed)", fontsize=9)
+    fig.suptitle(title or f"predictions (red, score ≥ {score_threshold}) against the ground truth (white)", fontsize=9)
     fig.tight_layout()
     return fig

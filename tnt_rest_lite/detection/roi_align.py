@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import statistics
+
 import torch
 from torchvision.ops import MultiScaleRoIAlign, roi_align
 from torchvision.ops.poolers import _convert_to_roi_format, _setup_scales  # the parent's own helpers
+
+from ..measure.bench import repeat_times
 
 # ----------------------------------------------------------------------------------------------
 # RoIAlign as two small matrix products (the CPU's fast path)
@@ -94,9 +98,6 @@ def compare_roi_align(
     Returns the largest differences of the pooled values and of the gradients (for a random
     upstream gradient) and the median seconds of one forward + backward pass of each.
     """
-    import statistics
-    import time
-
     features = features.detach().requires_grad_(True)
     upstream = torch.randn(
         len(rois), features.shape[1], output_size, output_size, generator=torch.Generator().manual_seed(0)
@@ -105,15 +106,20 @@ def compare_roi_align(
         "torchvision": lambda: roi_align(features, rois, output_size, spatial_scale, sampling_ratio),
         "separable": lambda: roi_align_separable(features, rois, output_size, spatial_scale, sampling_ratio),
     }
-    pooled, grads, seconds = {}, {}, {}
-    for name, pool in implementations.items():
-        times = []
-        for _ in range(repeats + 1):  # the first pass is a warm-up
-            start = time.perf_counter()
+
+    def pass_of(pool):
+        def forward_backward():
             out = pool()
             (grad,) = torch.autograd.grad((out * upstream).sum(), features)
-            times.append(time.perf_counter() - start)
-        pooled[name], grads[name], seconds[name] = out.detach(), grad, statistics.median(times[1:])
+            return out, grad
+
+        return forward_backward
+
+    pooled, grads, seconds = {}, {}, {}
+    for name, pool in implementations.items():
+        run = pass_of(pool)
+        out, grad = run()  # a warm-up, whose values are compared (every pass computes the same)
+        pooled[name], grads[name], seconds[name] = out.detach(), grad, statistics.median(repeat_times(run, repeats))
     return {
         "max_value_difference": float((pooled["torchvision"] - pooled["separable"]).abs().max()),
         "max_gradient_difference": float((grads["torchvision"] - grads["separable"]).abs().max()),

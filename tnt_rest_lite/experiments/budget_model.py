@@ -30,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 from ..core import store
+from ..core.store import stopwatch
 from ..data.datasets import build_dataset
 from ..data.synthetic import SyntheticShapes
 from ..detection.datasets import DETECTION_IMAGE_SIZE, detection_dataset
@@ -218,18 +219,18 @@ def _detection_data_rate(profile: Profile, samples: int = 16) -> float:
     data = detection_dataset(
         "synthetic", "train", samples, image_size=DETECTION_IMAGE_SIZE, seed=99, difficulty=profile.data_difficulty
     )
-    start = time.perf_counter()
-    for i in range(samples):
-        data[i]
-    return samples / (time.perf_counter() - start)
+    with stopwatch() as clock:
+        for i in range(samples):
+            data[i]
+    return samples / clock["s"]
 
 
 def _data_rate(profile: Profile, samples: int = 32) -> float:
     """Synthetic images per second that one CPU process draws at the profile's image size (measured)."""
     data = SyntheticShapes(samples, profile.image_size, "train", seed=99, difficulty=profile.data_difficulty)
-    start = time.perf_counter()
-    data.materialize(workers=0)
-    return samples / (time.perf_counter() - start)
+    with stopwatch() as clock:
+        data.materialize(workers=0)
+    return samples / clock["s"]
 
 
 def measure_profile(profile: Profile, progress: bool = True) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import sys
 import time
 from typing import Any
@@ -32,8 +33,10 @@ from typing import Any
 import torch
 
 from ..core import store
+from ..core.store import stopwatch
 from ..data.datasets import build_dataset
 from ..data.synthetic import SyntheticShapes
+from ..measure.bench import mean_time
 from ..profiles import PROFILES, Profile, get_profile
 from ..train.config import amp_enabled
 from ..train.loop import train_step
@@ -62,6 +65,29 @@ def _models_of(table: str) -> tuple[str, ...]:
     return (*TABLES[table].models, *EXTRA_MODELS.get(table, ()))
 
 
+def _time_steps(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    optimizer: Any,
+    scheduler: Any,
+    config: Any,
+    task: ClassificationTask,
+    scaler: torch.amp.GradScaler,
+    steps: int,
+) -> tuple[float, torch.Tensor]:
+    """Mean seconds of one of ``steps`` training steps and the last step's loss. The Timer's untimed
+    warm-up steps before them (two, or ``steps // 100``) choose the kernels and fill the caches."""
+    updates, last = itertools.count(1), []
+
+    def step() -> None:
+        loss, _ = train_step(
+            model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=next(updates)
+        )
+        last[:] = [loss]
+
+    return mean_time(step, steps), last[0]
+
+
 def step_times(
     profile: Profile, steps: int, device: torch.device, batch_size: int | None = None
 ) -> list[dict[str, Any]]:
@@ -82,16 +108,7 @@ def step_times(
             scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            for i in range(2):  # warm-up: kernels chosen, caches filled
-                train_step(model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=i + 1)
-            _sync(device)
-            start = time.perf_counter()
-            for i in range(steps):
-                loss, _ = train_step(
-                    model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=i + 3
-                )
-            _sync(device)
-            seconds = (time.perf_counter() - start) / steps
+            seconds, loss = _time_steps(model, batch, optimizer, scheduler, config, task, scaler, steps)
             rows.append(
                 {
                     "profile": profile.name,
@@ -132,10 +149,10 @@ def loop_times(profile: Profile, steps: int, device: torch.device) -> list[dict[
             for split, n in (("train", steps * batch), ("val", 2 * batch), ("test", 2 * batch))
         ]
         for name in spec.models:
-            start = time.perf_counter()
-            summary = run_model(
-                name, spec.recipe, *splits, short, seeds=[0], progress=False, table=table, checkpoint=False
-            )
+            with stopwatch() as clock:
+                summary = run_model(
+                    name, spec.recipe, *splits, short, seeds=[0], progress=False, table=table, checkpoint=False
+                )
             rows.append(
                 {
                     "profile": profile.name,
@@ -143,7 +160,7 @@ def loop_times(profile: Profile, steps: int, device: torch.device) -> list[dict[
                     "model": name,
                     "steps": steps,
                     "train_images_per_s": summary["train_images_per_s"],
-                    "run_s": time.perf_counter() - start,
+                    "run_s": clock["s"],
                 }
             )
             print(
@@ -161,19 +178,18 @@ def figure_times(profile: Profile, device: torch.device, images: int = 4) -> dic
     batch = test.batch(list(range(images)))
     out = {}
     vits = [build_model(n, 20, profile.image_size, profile).eval() for n in ("tnt_s_mini", "deit_s_mini")]
-    start = time.perf_counter()
-    with torch.no_grad():
+    with stopwatch() as clock, torch.no_grad():
         for model in vits:
             with figures.on_compute_device(model.to(device)):
                 figures.outer_attention(model, batch["image"])
-    _sync(device)
-    out["07_attention_s_per_image"] = (time.perf_counter() - start) / images
+        _sync(device)
+    out["07_attention_s_per_image"] = clock["s"] / images
     rest, resnet = (build_model(n, 20, profile.image_size, profile).eval() for n in ("rest_lite_mini", "resnet50_mini"))
     cam_models = {"rest": [(rest.to(device), rest.stage4_out)], "resnet": [(resnet.to(device), resnet.layer4)]}
-    start = time.perf_counter()
-    figures.cam_study(cam_models, batch["image"], batch["label"], batch["mask"])
-    _sync(device)
-    out["08_cam_s_per_image"] = (time.perf_counter() - start) / images
+    with stopwatch() as clock:
+        figures.cam_study(cam_models, batch["image"], batch["label"], batch["mask"])
+        _sync(device)
+    out["08_cam_s_per_image"] = clock["s"] / images
     return out
 
 
@@ -181,9 +197,9 @@ def data_rate(profile: Profile, samples: int = 512) -> float:
     """Images per second that SyntheticShapes draws at the profile's size in its worker processes."""
 
     data = SyntheticShapes(samples, profile.image_size, "train", seed=99, difficulty=profile.data_difficulty)
-    start = time.perf_counter()
-    data.materialize(workers=profile.num_workers)
-    return samples / (time.perf_counter() - start)
+    with stopwatch() as clock:
+        data.materialize(workers=profile.num_workers)
+    return samples / clock["s"]
 
 
 def chapter_estimates(

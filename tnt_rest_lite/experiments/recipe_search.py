@@ -13,11 +13,11 @@ import argparse
 import dataclasses
 import itertools
 import sys
-import time
 from typing import Any
 
 from ..core import store, viz
 from ..core.format import markdown_table
+from ..core.store import stopwatch
 from ..data.datasets import build_dataset, num_classes
 from ..profiles import ENV_VAR, Profile, get_profile
 from ..train.config import seed_everything
@@ -51,34 +51,45 @@ def search(
     if epochs is not None:
         # the schedule (warm-up, step epochs) is derived from the epochs: build the recipe with them
         p = dataclasses.replace(p, epochs=epochs)
-    rows = []
-    for batch, lr in itertools.product(batches, lrs):
-        config = dataclasses.replace(recipe(recipe_name, p, 0), batch_size=batch, lr=lr, progress=progress)
-        seed_everything(0)
-        net = build_model(model, num_classes(train_set), p.image_size, p)
-        start = time.perf_counter()
+    rows = [
+        _search_run(model, recipe_name, p, batch, lr, train_set, val_set, progress)
+        for batch, lr in itertools.product(batches, lrs)
+    ]
+    return _merge_with_earlier(model, rows, p)
+
+
+def _search_run(
+    model: str, recipe_name: str, p: Profile, batch: int, lr: float, train_set: Any, val_set: Any, progress: bool
+) -> dict[str, Any]:
+    """Train ``model`` once with ``batch`` and ``lr`` (seed 0); its row, printed as one line."""
+    config = dataclasses.replace(recipe(recipe_name, p, 0), batch_size=batch, lr=lr, progress=progress)
+    seed_everything(0)
+    net = build_model(model, num_classes(train_set), p.image_size, p)
+    with stopwatch() as clock:
         result = train(net, train_set, val_set, config, desc=f"{model} batch {batch} lr {lr:g}")
-        rows.append(
-            {
-                "model": model,
-                "recipe": recipe_name,
-                "batch_size": batch,
-                "lr": lr,
-                "epochs": config.epochs,
-                "train_samples": len(train_set),
-                "val_top1": result.history["val_top1"],
-                "final_val_top1": result.history["val_top1"][-1],
-                "train_images_per_s": result.train_images_per_s,
-                "wall_time_s": time.perf_counter() - start,
-            }
-        )
-        print(
-            f"{model} batch {batch:4d} lr {lr:8.2g}: val top-1 per epoch "
-            + " ".join(f"{v:5.1f}" for v in result.history["val_top1"])
-            + f"  ({result.train_images_per_s:.0f} img/s, {rows[-1]['wall_time_s']:.0f} s)",
-            flush=True,
-        )
-    # runs of earlier searches of the same model stay in the record (a rerun of a setting replaces it)
+    row = {
+        "model": model,
+        "recipe": recipe_name,
+        "batch_size": batch,
+        "lr": lr,
+        "epochs": config.epochs,
+        "train_samples": len(train_set),
+        "val_top1": result.history["val_top1"],
+        "final_val_top1": result.history["val_top1"][-1],
+        "train_images_per_s": result.train_images_per_s,
+        "wall_time_s": clock["s"],
+    }
+    print(
+        f"{model} batch {batch:4d} lr {lr:8.2g}: val top-1 per epoch "
+        + " ".join(f"{v:5.1f}" for v in result.history["val_top1"])
+        + f"  ({result.train_images_per_s:.0f} img/s, {row['wall_time_s']:.0f} s)",
+        flush=True,
+    )
+    return row
+
+
+def _merge_with_earlier(model: str, rows: list[dict[str, Any]], p: Profile) -> list[dict[str, Any]]:
+    """Store ``rows`` with the runs of earlier searches of ``model`` (a rerun of a setting replaces it)."""
     try:
         earlier = store.load_json(f"recipe_search_{model}")["data"]
     except FileNotFoundError:

@@ -1,53 +1,18 @@
-"""Transformer building blocks shared by the models: MLP, DropPath, the pre-norm block, weight init."""
+"""Transformer building blocks shared by the models: the pre-norm block and the weight init.
+
+The MLP and DropPath are timm's (``timm.layers.Mlp``: ``fc1``, GELU, dropout, ``fc2``, dropout;
+``timm.layers.DropPath``: stochastic depth, survivors rescaled by ``1 / keep``), re-exported here.
+"""
 
 from __future__ import annotations
 
 import torch
+from timm.layers import DropPath, Mlp, drop_path
 from torch import nn
 
 from .attention import Attention
 
 __all__ = ["Mlp", "DropPath", "TransformerBlock", "drop_path", "init_weights"]
-
-
-class Mlp(nn.Module):
-    """Two linear layers with a GELU between: the feed-forward half of a transformer block."""
-
-    def __init__(
-        self, in_features: int, hidden_features: int, out_features: int | None = None, drop: float = 0.0
-    ) -> None:
-        super().__init__()
-        out_features = out_features or in_features
-        self.fc1 = nn.Linear(in_features, hidden_features)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, out_features)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-def drop_path(x: torch.Tensor, drop_prob: float = 0.0, training: bool = False) -> torch.Tensor:
-    """Stochastic depth: zero whole residual branches per sample, rescale the survivors."""
-    if drop_prob == 0.0 or not training:
-        return x
-    keep = 1.0 - drop_prob
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask / keep
-
-
-class DropPath(nn.Module):
-    """Module form of :func:`drop_path`."""
-
-    def __init__(self, drop_prob: float = 0.0) -> None:
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return drop_path(x, self.drop_prob, self.training)
-
-    def extra_repr(self) -> str:
-        return f"drop_prob={self.drop_prob}"
 
 
 class TransformerBlock(nn.Module):

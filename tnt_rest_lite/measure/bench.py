@@ -3,11 +3,11 @@
 ``python -m tnt_rest_lite bench --models rest_lite rest_lite_msa --image-size 224``
 
 For every model and precision it builds the model (random weights: speed does not depend on
-them), runs ``warmup`` untimed forward passes, then ``repeats`` timed ones, and reports the
-median as images per second. On CUDA every timing is bracketed by ``torch.cuda.synchronize()``
-(kernels run asynchronously) and peak memory is ``torch.cuda.max_memory_allocated`` above what
-was allocated before the run (the model's weights), i.e. the activations and workspace of one
-forward pass.
+them), runs ``warmup`` untimed forward passes, then ``repeats`` timed ones
+(``torch.utils.benchmark.Timer``, :func:`repeat_times`), and reports the median as images per
+second. The Timer synchronises the GPU before reading its clock (kernels run asynchronously),
+and on CUDA peak memory is ``torch.cuda.max_memory_allocated`` above what was allocated before
+the run (the model's weights), i.e. the activations and workspace of one forward pass.
 
 On the CPU the allocator keeps no peak statistic, so the first (untimed) pass runs under the
 PyTorch profiler with memory profiling: the peak of the running sum of its allocation and free
@@ -31,7 +31,6 @@ import gc
 import os
 import statistics
 import sys
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -49,6 +48,8 @@ __all__ = [
     "largest_fitting_batch",
     "autocast_dtype",
     "measure",
+    "repeat_times",
+    "mean_time",
     "run_benchmark",
     "format_table",
     "main",
@@ -178,15 +179,9 @@ def measure(
         torch.autocast(device.type, dtype=autocast_dtype(device)) if dtype == "autocast" else contextlib.nullcontext()
     )
 
-    def forward() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
+    def forward() -> None:
         with torch.inference_mode(), precision:
             model(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter() - start
 
     with _peak_memory(device) as memory:
         forward()  # the first pass (also a warm-up) is the one whose peak we keep
@@ -196,7 +191,7 @@ def measure(
         )
     for _ in range(max(warmup - 1, 0)):
         forward()
-    times = [forward() for _ in range(repeats)]
+    times = repeat_times(forward, repeats)
     median = statistics.median(times)
     return {
         "batch": batch,
@@ -206,6 +201,29 @@ def measure(
         "peak_memory_mb": memory["mb"],
         "memory_kind": memory["kind"],
     }
+
+
+def repeat_times(fn: Callable[[], Any], repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn``, timed by ``torch.utils.benchmark.Timer``.
+
+    Each timed call follows the Timer's own two untimed ones, and the Timer synchronises the
+    accelerator before reading its clock (kernels run asynchronously). It runs with the current
+    ``torch.get_num_threads()`` (the Timer's default would be one thread).
+    """
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return [timer.timeit(number=1).times[0] for _ in range(repeats)]
+
+
+def mean_time(fn: Callable[[], Any], number: int) -> float:
+    """Mean seconds of ``number`` back-to-back calls of ``fn``, timed as one block by
+    ``torch.utils.benchmark.Timer`` after its own ``max(number // 100, 2)`` untimed calls (a warm-up),
+    synchronising the accelerator and with the current ``torch.get_num_threads()``."""
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.timeit(number=number).mean
 
 
 def _pick_device(device: str) -> torch.device:

@@ -474,20 +474,19 @@ def _counts(verdicts: Sequence[str]) -> str:
     return ", ".join(f"{verdicts.count(v)} {v}" for v in order if verdicts.count(v)) or "–"
 
 
-def summary_markdown(store: Store) -> str:
-    """The summary chapter: an overview of every item, then per item its comparisons, verdicts and thumbnail."""
-    lines = [
-        "# Summary: both supplements, item by item",
-        "",
-        "Generated from the results store by `tnt_rest_lite.summary` (`python -m tnt_rest_lite summary`); a test checks "
-        "that this page is what the committed results give. Every row names the run it comes from: profile, device, "
-        "commit and date. Our numbers come from small models on generated data unless a row says otherwise; the "
-        "papers' come from `tnt_rest_lite.reference`. A published claim is judged over the seeds on a held-out test "
-        "split: **holds**, **reversed**, **undecided** (the 95 % interval spans 0) or **not testable**.",
-        "",
-        "## Overview",
-        "",
-    ]
+_SUMMARY_INTRO = [
+    "# Summary: both supplements, item by item",
+    "",
+    "Generated from the results store by `tnt_rest_lite.summary` (`python -m tnt_rest_lite summary`); a test checks "
+    "that this page is what the committed results give. Every row names the run it comes from: profile, device, "
+    "commit and date. Our numbers come from small models on generated data unless a row says otherwise; the "
+    "papers' come from `tnt_rest_lite.reference`. A published claim is judged over the seeds on a held-out test "
+    "split: **holds**, **reversed**, **undecided** (the 95 % interval spans 0) or **not testable**.",
+]
+
+
+def _overview_table(store: Store) -> str:
+    """The summary's overview: one row per item (chapters, status, verdict counts, run)."""
     overview = []
     for item in ITEMS:
         done, prov = item_status(item, store)
@@ -505,46 +504,68 @@ def summary_markdown(store: Store) -> str:
                 prov,
             ]
         )
-    lines.append(markdown_table(["item", "what it shows", "chapters", "status", "verdicts", "run"], overview))
+    return markdown_table(["item", "what it shows", "chapters", "status", "verdicts", "run"], overview)
+
+
+def _item_figure(item: SupplementItem, store: Store) -> list[str]:
+    """The lines of an item's regenerated thumbnail (none if the item has no figure or it is not stored)."""
+    if item.figure is None:
+        return []
+    found = store.find(item.results[-1])
+    figure = store.figure(item.figure, found[0]) if found else None
+    if figure is None:
+        return []
+    return [
+        "",
+        "```{image} " + f"../{figure.relative_to(store.root.parent).as_posix()}",
+        f":alt: {item.title}, regenerated",
+        ":width: 420px",
+        "```",
+    ]
+
+
+def _item_tables(item: SupplementItem, store: Store, prov: str) -> list[str]:
+    """The lines of an item's comparison, verdict and derived-verdict tables (those it has)."""
+    lines: list[str] = []
+    if item.comparisons is not None:
+        rows = item.comparisons(store)
+        if rows:
+            lines += ["", markdown_table(["quantity", "paper", "ours", "Δ", "run"], rows)]
+    records = _verdict_records(item, store)
+    if records:
+        table = []
+        for record, run in records:
+            diff, interval = _verdict_cells(record)
+            table.append([record["claim"], str(record["n_seeds"]), diff, interval, f"**{record['verdict']}**", run])
+        lines += ["", markdown_table(["published claim", "seeds", "Δ ours", "95 % CI", "verdict", "run"], table)]
+    if item.derived_verdicts is not None:
+        table = [[r["claim"], r["measure"], f"**{r['verdict']}**", prov] for r in item.derived_verdicts(store)]
+        lines += ["", markdown_table(["published statement", "measured", "verdict", "run"], table)]
+    return lines
+
+
+def _item_section(item: SupplementItem, store: Store) -> list[str]:
+    """One item's section: anchor, heading, what it shows and where, then its figure and tables if regenerated."""
+    done, prov = item_status(item, store)
+    lines = [
+        "",
+        f"({item.key.replace('_', '-')})=",
+        f"## {item.title}",
+        "",
+        f"{item.content[0].upper()}{item.content[1:]}. Regenerated in "
+        + ", ".join(f"{_chapter_link(stem)} ({what})" for what, stem in item.chapters)
+        + f". Scope: {item.scope}.",
+    ]
+    if not done:
+        return [*lines, "", f"**Not regenerated yet** ({prov})."]
+    return lines + _item_figure(item, store) + _item_tables(item, store, prov)
+
+
+def summary_markdown(store: Store) -> str:
+    """The summary chapter: an overview of every item, then per item its comparisons, verdicts and thumbnail."""
+    lines = [*_SUMMARY_INTRO, "", "## Overview", "", _overview_table(store)]
     for item in ITEMS:
-        done, prov = item_status(item, store)
-        lines += [
-            "",
-            f"({item.key.replace('_', '-')})=",
-            f"## {item.title}",
-            "",
-            f"{item.content[0].upper()}{item.content[1:]}. Regenerated in "
-            + ", ".join(f"{_chapter_link(stem)} ({what})" for what, stem in item.chapters)
-            + f". Scope: {item.scope}.",
-        ]
-        if not done:
-            lines += ["", f"**Not regenerated yet** ({prov})."]
-            continue
-        if item.figure is not None:
-            found = store.find(item.results[-1])
-            figure = store.figure(item.figure, found[0]) if found else None
-            if figure is not None:
-                lines += [
-                    "",
-                    "```{image} " + f"../{figure.relative_to(store.root.parent).as_posix()}",
-                    f":alt: {item.title}, regenerated",
-                    ":width: 420px",
-                    "```",
-                ]
-        if item.comparisons is not None:
-            rows = item.comparisons(store)
-            if rows:
-                lines += ["", markdown_table(["quantity", "paper", "ours", "Δ", "run"], rows)]
-        records = _verdict_records(item, store)
-        if records:
-            table = []
-            for record, run in records:
-                diff, interval = _verdict_cells(record)
-                table.append([record["claim"], str(record["n_seeds"]), diff, interval, f"**{record['verdict']}**", run])
-            lines += ["", markdown_table(["published claim", "seeds", "Δ ours", "95 % CI", "verdict", "run"], table)]
-        if item.derived_verdicts is not None:
-            table = [[r["claim"], r["measure"], f"**{r['verdict']}**", prov] for r in item.derived_verdicts(store)]
-            lines += ["", markdown_table(["published statement", "measured", "verdict", "run"], table)]
+        lines += _item_section(item, store)
     return "\n".join(lines) + "\n"
 
 

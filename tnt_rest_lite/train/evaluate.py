@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from timm.utils import accuracy
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -26,6 +27,14 @@ def unpack(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return batch[0], batch[1]
 
 
+def batch_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """How many of a batch's labels are the top-1 and among the top-5 logits (``timm.utils.accuracy``;
+    top-5 is top-all with fewer than five classes)."""
+    acc1, acc5 = accuracy(logits, labels, topk=(1, 5))  # percentages of the batch
+    n = labels.numel()
+    return round(acc1.item() * n / 100), round(acc5.item() * n / 100)
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | None = None) -> dict[str, float]:
     """Top-1 / top-5 accuracy (%) and mean cross-entropy of ``model`` over ``loader``, in float32.
@@ -44,10 +53,9 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device | str | 
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         logits = model(images).float()
         loss_sum += nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        k = min(5, logits.shape[1])
-        hits = logits.topk(k, dim=1).indices.eq(labels[:, None])
-        top1 += hits[:, 0].sum().item()
-        top5 += hits.any(dim=1).sum().item()
+        hits1, hits5 = batch_hits(logits, labels)
+        top1 += hits1
+        top5 += hits5
         count += labels.numel()
     model.train(was_training)
     if info is not None:

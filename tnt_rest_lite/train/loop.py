@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,189 @@ def check_finite(losses: torch.Tensor, first_update: int) -> None:
         )
 
 
+@dataclass
+class _Run:
+    """What :func:`train`'s phases share: the model, its wrappers and the training state."""
+
+    model: nn.Module
+    task: Task
+    config: TrainConfig
+    info: Any
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    ema: Any
+    steps_per_epoch: int
+    val_loader: Any
+    checkpoint_path: Path | None
+    net: nn.Module | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.info.device
+
+
+def _setup(model: nn.Module, train_set: Dataset, val_set: Dataset, config: TrainConfig, task: Task) -> _Run:
+    """Prepare the task and the data, move the model, build the optimizer, schedule, scaler, EMA and loaders."""
+    from timm.utils import ModelEmaV3
+
+    info = distributed_info(config.device)
+    device = info.device
+    task.prepare(model, train_set, config)
+    for dataset in (train_set, val_set):
+        # generated-on-the-fly data (SyntheticShapes): fill the cache once, before workers fork
+        getattr(dataset, "materialize", lambda workers: None)(workers=config.num_workers)
+    model.to(device)
+    optimizer = build_optimizer(model, config)
+    steps_per_epoch = len(build_train_loader(train_set, config, 0, info, task.collate))
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
+    ema = ModelEmaV3(model, decay=config.ema_decay, device=device) if config.ema_decay else None
+    eval_batch = config.eval_batch_size or 2 * config.batch_size
+    val_loader = build_val_loader(val_set, eval_batch, info, config.num_workers, task.collate)
+    checkpoint_path = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
+    return _Run(
+        model, task, config, info, optimizer, scheduler, scaler, ema, steps_per_epoch, val_loader, checkpoint_path
+    )
+
+
+def _new_history(run: _Run) -> dict[str, list[float]]:
+    """The empty per-epoch history: epoch, lr, train loss, validation (and EMA) metrics, times."""
+    val_keys = [f"val_{k}" for k in run.task.metric_keys]
+    history: dict[str, list[float]] = {
+        key: [] for key in ("epoch", "lr", "train_loss", *val_keys, "train_time_s", "epoch_time_s")
+    }
+    if run.ema is not None:
+        history.update({f"ema_{key}": [] for key in val_keys})
+    return history
+
+
+def _resume(run: _Run, history: dict[str, list[float]]) -> tuple[dict[str, list[float]], int]:
+    """Continue from the checkpoint if there is one to resume (else seed): the history and the first epoch."""
+    path = run.checkpoint_path
+    if path is None or not run.config.resume or not path.is_file():
+        seed_everything(run.config.seed)
+        return history, 0
+    state = load_checkpoint(path)
+    # the task first: another task's checkpoint has another model, and that is the clearer message
+    if state.get("task", ClassificationTask.name) != run.task.name:
+        raise CheckpointError(
+            f"Checkpoint {path} was written by a {state.get('task')} run, not {run.task.name}; "
+            "use another checkpoint_dir or resume=False"
+        )
+    check_state_dict(run.model, state["model"], f"checkpoint {path}")
+    check_config(state["config"], run.config, path)
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if state["scaler"]:  # a disabled scaler saves {}: a CPU run resumed on CUDA starts a fresh scale
+        run.scaler.load_state_dict(state["scaler"])
+    if run.ema is not None:
+        run.ema.module.load_state_dict(state["ema"])
+    set_rng_state(state["rng"])
+    return {k: list(v) for k, v in state["history"].items()}, int(state["epoch"]) + 1
+
+
+def _wrap(run: _Run) -> nn.Module:
+    """The module that runs the forward pass: the model, or its DistributedDataParallel wrapper."""
+    if not run.info.distributed:
+        return run.model
+    device = run.device
+    return nn.parallel.DistributedDataParallel(run.model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _train_epoch(run: _Run, train_set: Dataset, epoch: int, bar: Any) -> float:
+    """One epoch of steps (EMA updates, finiteness checks every few steps); the mean training loss."""
+    run.net.train()
+    loader = build_train_loader(train_set, run.config, epoch, run.info, run.task.collate)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=run.device)
+    seen = 0
+    window: list[torch.Tensor] = []  # the losses since the last finiteness check (device tensors)
+    for step, batch in enumerate(loader):
+        global_step = epoch * run.steps_per_epoch + step + 1
+        loss, batch_samples = train_step(
+            run.model,
+            batch,
+            run.optimizer,
+            run.scheduler,
+            run.config,
+            task=run.task,
+            scaler=run.scaler,
+            num_updates=global_step,
+            net=run.net,
+        )
+        if run.ema is not None:
+            run.ema.update(run.model, step=global_step)
+        loss_sum += loss.detach().double() * batch_samples
+        seen += batch_samples
+        window.append(loss.detach())
+        if len(window) == FINITE_CHECK_EVERY:
+            check_finite(torch.stack(window), global_step - len(window) + 1)
+            window = []
+        bar.update(1)
+    if window:
+        check_finite(torch.stack(window), epoch * run.steps_per_epoch + step + 2 - len(window))
+    train_loss_sum, train_seen = all_reduce_sum([loss_sum.item(), float(seen)], run.info)
+    return train_loss_sum / train_seen
+
+
+def _evaluate_epoch(run: _Run, val_set: Dataset, epoch: int, train_loss: float, history: dict) -> dict[str, float]:
+    """Evaluate the model (and its EMA) and append the epoch's row to ``history``; the model's metrics."""
+    task = run.task
+    val = task.evaluate(run.model, val_set, run.val_loader, run.device)
+    history["epoch"].append(epoch + 1)
+    history["lr"].append(run.optimizer.param_groups[0]["lr"])
+    history["train_loss"].append(train_loss)
+    for key in task.metric_keys:
+        history[f"val_{key}"].append(val[key])
+    if run.ema is not None:
+        ema_val = task.evaluate(run.ema.module, val_set, run.val_loader, run.device)
+        for key in task.metric_keys:
+            history[f"ema_val_{key}"].append(ema_val[key])
+    return val
+
+
+def _save(run: _Run, epoch: int, history: dict[str, list[float]]) -> None:
+    """Write the epoch's checkpoint (rank 0), then wait for every process."""
+    if run.checkpoint_path is None:
+        return
+    if run.info.is_main:
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "task": run.task.name,
+            "epoch": epoch,
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "scheduler": run.scheduler.state_dict(),
+            "scaler": run.scaler.state_dict(),
+            "ema": run.ema.module.state_dict() if run.ema is not None else None,
+            "history": history,
+            "config": run.config.as_dict(),
+            "rng": rng_state(),
+        }
+        save_checkpoint(run.checkpoint_path, state)
+    if run.info.distributed:
+        dist.barrier()  # nobody races ahead of a checkpoint that might be resumed
+
+
+def _result(run: _Run, history: dict[str, list[float]]) -> TrainResult:
+    """The :class:`TrainResult` of a finished run: the last epoch's metrics, throughput and times."""
+    keys = run.task.metric_keys
+    metrics = {k: history[f"val_{k}"][-1] for k in keys}
+    if run.ema is not None:
+        metrics.update({f"ema_{k}": history[f"ema_val_{k}"][-1] for k in keys})
+    train_time = sum(history["train_time_s"])
+    images = run.steps_per_epoch * run.config.batch_size * len(history["epoch"])
+    return TrainResult(
+        metrics=metrics,
+        history=history,
+        train_images_per_s=images / train_time if train_time > 0 else math.nan,
+        wall_time_s=sum(history["epoch_time_s"]),
+        num_params=count_params(run.model, trainable_only=True),
+        config=run.config.as_dict(),
+    )
+
+
 def train(
     model: nn.Module,
     train_set: Dataset,
@@ -152,147 +336,29 @@ def train(
         a :class:`TrainResult`; the final metrics are those after the last epoch (not the best
         epoch: the validation set is also our test set, so choosing on it would flatter us).
     """
-    from timm.utils import ModelEmaV3
-
-    info = distributed_info(config.device)
-    device = info.device
     task = task if task is not None else ClassificationTask()
-    task.prepare(model, train_set, config)
-
-    for dataset in (train_set, val_set):
-        # generated-on-the-fly data (SyntheticShapes): fill the cache once, before workers fork
-        getattr(dataset, "materialize", lambda workers: None)(workers=config.num_workers)
-    model.to(device)
-    optimizer = build_optimizer(model, config)
-    steps_per_epoch = len(build_train_loader(train_set, config, 0, info, task.collate))
-    scheduler = build_scheduler(optimizer, config, steps_per_epoch)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
-    ema = ModelEmaV3(model, decay=config.ema_decay, device=device) if config.ema_decay else None
-    eval_batch = config.eval_batch_size or 2 * config.batch_size
-    val_loader = build_val_loader(val_set, eval_batch, info, config.num_workers, task.collate)
-
-    val_keys = [f"val_{k}" for k in task.metric_keys]
-    history: dict[str, list[float]] = {
-        key: [] for key in ("epoch", "lr", "train_loss", *val_keys, "train_time_s", "epoch_time_s")
-    }
-    if ema is not None:
-        history.update({f"ema_{key}": [] for key in val_keys})
-    start_epoch = 0
-    checkpoint_path = Path(config.checkpoint_dir) / CHECKPOINT_NAME if config.checkpoint_dir else None
-    if checkpoint_path is not None and config.resume and checkpoint_path.is_file():
-        state = load_checkpoint(checkpoint_path)
-        # the task first: another task's checkpoint has another model, and that is the clearer message
-        if state.get("task", ClassificationTask.name) != task.name:
-            raise CheckpointError(
-                f"Checkpoint {checkpoint_path} was written by a {state.get('task')} run, not {task.name}; "
-                "use another checkpoint_dir or resume=False"
-            )
-        check_state_dict(model, state["model"], f"checkpoint {checkpoint_path}")
-        check_config(state["config"], config, checkpoint_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if state["scaler"]:  # a disabled scaler saves {}: a CPU run resumed on CUDA starts a fresh scale
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None:
-            ema.module.load_state_dict(state["ema"])
-        history = {k: list(v) for k, v in state["history"].items()}
-        start_epoch = int(state["epoch"]) + 1
-        set_rng_state(state["rng"])
-    else:
-        seed_everything(config.seed)
-
-    net: nn.Module = model
-    if info.distributed:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-
-    total_steps = steps_per_epoch * config.epochs
+    run = _setup(model, train_set, val_set, config, task)
+    history, start_epoch = _resume(run, _new_history(run))
+    run.net = _wrap(run)
     bar = progress_bar(
-        total=total_steps,
-        initial=steps_per_epoch * start_epoch,
+        total=run.steps_per_epoch * config.epochs,
+        initial=run.steps_per_epoch * start_epoch,
         desc=desc or type(model).__name__,
         unit="step",
-        disable=not (config.progress and info.is_main),
+        disable=not (config.progress and run.info.is_main),
         leave=True,
     )
     for epoch in range(start_epoch, config.epochs):
         epoch_start = time.perf_counter()
-        net.train()
-        loader = build_train_loader(train_set, config, epoch, info, task.collate)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen = 0
-        window: list[torch.Tensor] = []  # the losses since the last finiteness check (device tensors)
-        for step, batch in enumerate(loader):
-            global_step = epoch * steps_per_epoch + step + 1
-            loss, batch_samples = train_step(
-                model, batch, optimizer, scheduler, config, task=task, scaler=scaler, num_updates=global_step, net=net
-            )
-            if ema is not None:
-                ema.update(model, step=global_step)
-            loss_sum += loss.detach().double() * batch_samples
-            seen += batch_samples
-            window.append(loss.detach())
-            if len(window) == FINITE_CHECK_EVERY:
-                check_finite(torch.stack(window), global_step - len(window) + 1)
-                window = []
-            bar.update(1)
-        if window:
-            check_finite(torch.stack(window), epoch * steps_per_epoch + step + 2 - len(window))
+        train_loss = _train_epoch(run, train_set, epoch, bar)
         train_time = time.perf_counter() - epoch_start
-        train_loss_sum, train_seen = all_reduce_sum([loss_sum.item(), float(seen)], info)
-
-        val = task.evaluate(model, val_set, val_loader, device)
-        history["epoch"].append(epoch + 1)
-        history["lr"].append(optimizer.param_groups[0]["lr"])
-        history["train_loss"].append(train_loss_sum / train_seen)
-        for key in task.metric_keys:
-            history[f"val_{key}"].append(val[key])
-        if ema is not None:
-            ema_val = task.evaluate(ema.module, val_set, val_loader, device)
-            for key in task.metric_keys:
-                history[f"ema_val_{key}"].append(ema_val[key])
+        val = _evaluate_epoch(run, val_set, epoch, train_loss, history)
         history["train_time_s"].append(train_time)
         history["epoch_time_s"].append(time.perf_counter() - epoch_start)
-        bar.set_postfix(
-            {
-                "epoch": epoch + 1,
-                "loss": f"{history['train_loss'][-1]:.3f}",
-                task.progress_key: f"{val[task.progress_key]:.1f}",
-            }
-        )
-
-        if checkpoint_path is not None:
-            if info.is_main:
-                state = {
-                    "format": CHECKPOINT_FORMAT,
-                    "task": task.name,
-                    "epoch": epoch,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "ema": ema.module.state_dict() if ema is not None else None,
-                    "history": history,
-                    "config": config.as_dict(),
-                    "rng": rng_state(),
-                }
-                save_checkpoint(checkpoint_path, state)
-            if info.distributed:
-                dist.barrier()  # nobody races ahead of a checkpoint that might be resumed
+        postfix = {"epoch": epoch + 1, "loss": f"{train_loss:.3f}", task.progress_key: f"{val[task.progress_key]:.1f}"}
+        bar.set_postfix(postfix)
+        _save(run, epoch, history)
         if on_epoch_end is not None:
             on_epoch_end(epoch, history)
     bar.close()
-
-    metrics = {k: history[f"val_{k}"][-1] for k in task.metric_keys}
-    if ema is not None:
-        metrics.update({f"ema_{k}": history[f"ema_val_{k}"][-1] for k in task.metric_keys})
-    train_time = sum(history["train_time_s"])
-    images = steps_per_epoch * config.batch_size * len(history["epoch"])
-    return TrainResult(
-        metrics=metrics,
-        history=history,
-        train_images_per_s=images / train_time if train_time > 0 else math.nan,
-        wall_time_s=sum(history["epoch_time_s"]),
-        num_params=count_params(model, trainable_only=True),
-        config=config.as_dict(),
-    )
+    return _result(run, history)
