@@ -9,15 +9,6 @@ from pathlib import Path
 PACKAGE_DIR = Path(__file__).resolve().parent.parent / "tnt_rest_lite"
 MAX_LINES = 60
 
-# TEMPORARY: these four modules are being rewritten on another branch (issue 23); their long functions
-# are split there. Remove each entry when that branch is merged -- the set must end up empty.
-PENDING = {
-    "experiments/tables.py",
-    "experiments/runs.py",
-    "experiments/detection.py",
-    "experiments/verdicts.py",
-}
-
 
 def long_functions(root: Path = PACKAGE_DIR, limit: int = MAX_LINES) -> list[tuple[str, str, int]]:
     """``(file, function, lines)`` of every function (or method) of ``root`` over ``limit`` lines."""
@@ -33,13 +24,8 @@ def long_functions(root: Path = PACKAGE_DIR, limit: int = MAX_LINES) -> list[tup
 
 
 def test_no_function_over_the_limit():
-    offenders = [f"{file}: {name} ({n} lines)" for file, name, n in long_functions() if file not in PENDING]
+    offenders = [f"{file}: {name} ({n} lines)" for file, name, n in long_functions()]
     assert not offenders, f"functions over {MAX_LINES} lines (split them into named phases): {offenders}"
-
-
-def test_pending_files_exist():
-    # an exemption for a file that is gone (renamed, merged) must not linger
-    assert all((PACKAGE_DIR / file).is_file() for file in PENDING)
 
 
 def test_long_functions_finds_a_long_one(tmp_path):

@@ -16,14 +16,18 @@ def draw_detections(
     target: Mapping[str, torch.Tensor],
     prediction: Mapping[str, torch.Tensor],
     score_threshold: float = 0.5,
+    labelled: bool = True,
 ) -> torch.Tensor:
     """``image`` (``(3, H, W)`` floats in [0, 1]) as uint8 with the ground-truth boxes drawn in white and the
-    predictions scoring at least ``score_threshold`` in red, each labelled ``"<label> <score>"``."""
+    predictions scoring at least ``score_threshold`` in red, each labelled ``"<label> <score>"`` unless
+    ``labelled=False`` (a caller that writes smaller labels over a plot of it)."""
     pixels = (image.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
     pixels = draw_bounding_boxes(pixels, target["boxes"].detach().cpu().float(), colors="white", width=1)
     keep = prediction["scores"] >= score_threshold
     boxes = prediction["boxes"][keep].detach().cpu().float()
-    if len(boxes):
+    if len(boxes) and not labelled:
+        pixels = draw_bounding_boxes(pixels, boxes, colors="red", width=1)
+    elif len(boxes):
         labels = [
             f"{label} {score:.2f}"
             for label, score in zip(

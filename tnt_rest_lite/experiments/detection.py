@@ -34,6 +34,7 @@ from ..detection.coco import COCO_METRICS
 from ..detection.datasets import DETECTION_IMAGE_SIZE, detection_dataset
 from ..detection.detectors import build_detector, parameter_breakdown
 from ..detection.evaluate import evaluate_detector, predict
+from ..detection.plots import draw_detections
 from ..detection.task import DetectionTask
 from ..measure.complexity import count_params
 from ..profiles import Profile, get_profile
@@ -608,7 +609,7 @@ def describe_detection_table(name: str, profile: Profile | None = None) -> str:
 
 
 def plot_stored_predictions(table: Mapping[str, Any], max_boxes: int = 4, min_score: float = 0.1) -> Any:
-    """Each detector's stored first-seed predictions (red) against the ground truth (dashed) on the first test images.
+    """Each detector's stored first-seed predictions (red) against the ground truth (white) on the first test images.
 
     Per image, the ``max_boxes`` highest-scoring detections above ``min_score`` (a RetinaNet's
     focal-loss scores stay low after short training, so a fixed 0.5 would hide what it finds).
@@ -624,16 +625,18 @@ def plot_stored_predictions(table: Mapping[str, Any], max_boxes: int = 4, min_sc
         for col in range(count):
             ax = axes[row][col]
             image, target = test_set[col]
-            ax.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-            for x0, y0, x1, y1 in target["boxes"].tolist():
-                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="white", ls="--", lw=1))
             pred = s["predictions"][col]
             ranked = sorted(zip(pred["scores"], pred["boxes"], pred["labels"], strict=True), reverse=True)
-            for score, (x0, y0, x1, y1), label in ranked[:max_boxes]:
-                if score < min_score:
-                    break
-                ax.add_patch(plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec="red", lw=1.2))
-                offset = 1 if spec.kind == "faster_rcnn" else 0
+            best = [r for r in ranked[:max_boxes] if r[0] >= min_score]
+            shown = {
+                "scores": torch.tensor([r[0] for r in best]),
+                "boxes": torch.tensor([r[1] for r in best]).reshape(-1, 4),
+                "labels": torch.tensor([r[2] for r in best], dtype=torch.long),
+            }
+            # boxes drawn into the pixels by torchvision; names in a font that a 64 px image leaves room for
+            ax.imshow(draw_detections(image, target, shown, min_score, labelled=False).permute(1, 2, 0).numpy())
+            offset = 1 if spec.kind == "faster_rcnn" else 0
+            for score, (x0, y0, _, _), label in best:
                 name = names[label - offset] if names else str(label)
                 ax.text(x0, y0, f"{name} {score:.2f}", color="red", fontsize=5, va="bottom")
             ax.set_xticks([])
@@ -642,7 +645,7 @@ def plot_stored_predictions(table: Mapping[str, Any], max_boxes: int = 4, min_sc
                 ax.set_ylabel(spec.labels[key], fontsize=7)
     fig.suptitle(
         f"first seed's {max_boxes} best detections per image (red, score ≥ {min_score:g}) "
-        "against the ground truth (dashed), test images",
+        "against the ground truth (white), test images",
         fontsize=9,
     )
     fig.tight_layout()

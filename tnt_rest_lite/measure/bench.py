@@ -240,7 +240,7 @@ def score_matrix_mb(model: torch.nn.Module, batch: int, image_size: int, element
     """MiB of the attention score matrices one forward pass of ``batch`` images computes (ResT models).
 
     Each block's attention scores ``B x heads x N x N'`` numbers; the sizes are read from one forward
-    pass (:func:`tnt_rest_lite.rest.attention_geometry`), not from a formula. EMSA must write these
+    pass (:func:`tnt_rest_lite.measure.conventions.attention_geometry`), not from a formula. EMSA must write these
     matrices (its head transform convolves them); the fused kernel our MSA runs never does, which is
     why the allocator's peak is the same for both, while the authors' MSA wrote all of them. ``None``
     for models that are not ResT.
