@@ -653,3 +653,24 @@ def test_smoke_scale_shrinks_the_runs_and_keeps_every_other_setting(monkeypatch:
     monkeypatch.setenv(SCALE_ENV_VAR, "tiny")
     with pytest.raises(ValueError, match="Unknown scale 'tiny' .*Valid scales: book, smoke"):
         get_profile("colab")
+
+
+def test_smoke_batch_cap_changes_the_batch_sizes_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tnt_rest_lite.profiles import SCALE_ENV_VAR, SMOKE_MAX_BATCH_ENV_VAR, smoke_scale
+
+    monkeypatch.setenv(SCALE_ENV_VAR, "smoke")
+    monkeypatch.setenv(SMOKE_MAX_BATCH_ENV_VAR, "16")
+    capped = get_profile("full")
+    kept = smoke_scale(PROFILES["full"])
+    assert capped.batch_size == 16 and kept.batch_size == 256
+    assert capped.train_samples == 16 and capped.detection["batch_size"] == 16
+    assert (
+        capped.batch_size_for("rest_ablation") == 16
+        and capped.table_recipe["rest_ablation"]["lr"] == (kept.table_recipe["rest_ablation"]["lr"])
+    )
+    same = ("image_size", "num_seeds", "num_workers", "train_mixup", "data_difficulty", "epochs", "val_samples")
+    assert {k: getattr(capped, k) for k in same} == {k: getattr(kept, k) for k in same}
+    for bad in ("0", "big"):
+        monkeypatch.setenv(SMOKE_MAX_BATCH_ENV_VAR, bad)
+        with pytest.raises(ValueError, match="TNT_REST_SMOKE_MAX_BATCH must be a positive batch size"):
+            get_profile("full")

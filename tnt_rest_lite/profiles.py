@@ -26,6 +26,7 @@ __all__ = ["Profile", "PROFILES", "get_profile", "default_profile_name", "smoke_
 
 ENV_VAR = "TNT_REST_PROFILE"
 SCALE_ENV_VAR = "TNT_REST_SCALE"
+SMOKE_MAX_BATCH_ENV_VAR = "TNT_REST_SMOKE_MAX_BATCH"
 SCALES = ("book", "smoke")  # "book": the profile as defined; "smoke": smoke_scale of it
 
 
@@ -276,7 +277,15 @@ PROFILES: dict[str, Profile] = {
 SMOKE_EVAL_SAMPLES = 8  # validation and test images of a smoke run: one evaluation batch, enough for the figures
 
 
-def smoke_scale(profile: Profile) -> Profile:
+def _capped(settings: Mapping[str, Any], cap: int | None) -> dict[str, Any]:
+    """``settings`` with its ``batch_size`` (where it has one) at most ``cap``."""
+    out = dict(settings)
+    if cap is not None and "batch_size" in out:
+        out["batch_size"] = min(int(out["batch_size"]), cap)
+    return out
+
+
+def smoke_scale(profile: Profile, max_batch: int | None = None) -> Profile:
     """``profile`` shrunk to one optimizer step per epoch of every run, every other setting kept.
 
     One epoch (classifier initialisations too) of one training step at the largest of the profile's
@@ -286,12 +295,17 @@ def smoke_scale(profile: Profile) -> Profile:
     4 images. The models, image size, recipes, training batch sizes, workers, seeds, mixed precision
     and detector settings stay the profile's. Numbers from it mean nothing: it checks that the
     profile's code path runs.
+
+    ``max_batch`` (``$TNT_REST_SMOKE_MAX_BATCH``) caps every training batch size, the one setting a
+    smoke run may change: ``full``'s batches of 256 images at 112 px take minutes per step on two CPU
+    cores, so ``make test`` runs ``full`` at batch 16 and ``make smoke`` both profiles as they are.
     """
-    batches = [profile.batch_size, *(r.get("batch_size", profile.batch_size) for r in profile.table_recipe.values())]
-    batch = max(batches)
-    tables = {name: {**recipe, "epochs": 1} for name, recipe in profile.table_recipe.items()}
-    detection = dict(profile.detection)
+    batch_size = profile.batch_size if max_batch is None else min(profile.batch_size, max_batch)
+    tables = {name: {**_capped(recipe, max_batch), "epochs": 1} for name, recipe in profile.table_recipe.items()}
+    batch = max([batch_size, *(r.get("batch_size", batch_size) for r in tables.values())])
+    detection = _capped(profile.detection, max_batch)
     if detection:
+        detection["tables"] = {k: _capped(t, max_batch) for k, t in detection.get("tables", {}).items()}
         det_batch = max(
             [detection.get("batch_size", 1), *(t.get("batch_size", 1) for t in detection.get("tables", {}).values())]
         )
@@ -308,13 +322,14 @@ def smoke_scale(profile: Profile) -> Profile:
     return replace(
         profile,
         description=f"{profile.description} (smoke scale: a few steps of every run, numbers meaningless)",
+        batch_size=batch_size,
         train_samples=batch,
         val_samples=SMOKE_EVAL_SAMPLES,
         test_samples=SMOKE_EVAL_SAMPLES,
         epochs=1,
         table_recipe=tables,
         figure_images=2,
-        diversity_images=min(profile.diversity_images, 4),
+        diversity_images=min(profile.diversity_images, 2),
         bench_repeats=1,
         bench_batch=min(profile.bench_batch, 4),  # 02 times full-size models at 224 px: the path, not the speed
         detection=detection,
@@ -341,4 +356,9 @@ def get_profile(name: str | None = None) -> Profile:
     scale = (os.environ.get(SCALE_ENV_VAR) or "book").strip().lower()
     if scale not in SCALES:
         raise ValueError(f"Unknown scale '{scale}' (from ${SCALE_ENV_VAR}). Valid scales: {', '.join(SCALES)}")
-    return PROFILES[key] if scale == "book" else smoke_scale(PROFILES[key])
+    if scale == "book":
+        return PROFILES[key]
+    cap = os.environ.get(SMOKE_MAX_BATCH_ENV_VAR)
+    if cap is not None and not (cap.strip().isdigit() and int(cap) > 0):
+        raise ValueError(f"${SMOKE_MAX_BATCH_ENV_VAR} must be a positive batch size, got {cap!r}")
+    return smoke_scale(PROFILES[key], int(cap) if cap else None)

@@ -6,7 +6,9 @@ GPU profiles' code paths run on a CPU. The notebooks of one profile share a resu
 folder, as on a Colab runtime: 07-10 read the models 04-06 trained. The ``PRETRAINED = True`` branches of
 07 and 08 run too, with the published weights stubbed offline (``tests/pretrained_stubs.py``): random
 weights for timm's hub and the authors' ResT-Lite checkpoint in their training script's layout. Outputs
-are not written back. ``TNT_REST_SMOKE_PROFILES`` picks the profiles (default ``colab full``).
+are not written back. ``TNT_REST_SMOKE_PROFILES`` picks the profiles (default ``colab full``);
+``TNT_REST_SMOKE_MAX_BATCH_<PROFILE>`` (e.g. ``..._FULL=16``, as ``make test`` sets it) caps that
+profile's training batch sizes (:func:`tnt_rest_lite.profiles.smoke_scale`).
 """
 
 from __future__ import annotations
@@ -73,6 +75,11 @@ def test_notebook_runs_at_smoke_scale(
         "MPLBACKEND": "Agg",
     }.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this environment
+    cap = os.environ.get(f"TNT_REST_SMOKE_MAX_BATCH_{profile.upper()}")
+    if cap:
+        monkeypatch.setenv("TNT_REST_SMOKE_MAX_BATCH", cap)
+    else:
+        monkeypatch.delenv("TNT_REST_SMOKE_MAX_BATCH", raising=False)
     nb = nbformat.read(path, as_version=4)
     with_pretrained_stubs(nb, store["stubs"])
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
