@@ -307,7 +307,7 @@ def test_executed_notebook_stores_the_finished_progress_bar(tmp_path: Path) -> N
     nb = nbformat.v4.new_notebook()
     nb.cells = [
         nbformat.v4.new_code_cell(
-            "import time\nfrom tnt_rest_lite.progress import progress_bar\n"
+            "import time\nfrom tnt_rest_lite.core.progress import progress_bar\n"
             "for _ in progress_bar(range(40), desc='steps', mininterval=0):\n    time.sleep(0.005)"
         )
     ]

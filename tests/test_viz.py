@@ -1,4 +1,4 @@
-"""The figures' conventions (tnt_rest_lite.viz): one scale, token resolution, readable curves and bars."""
+"""The figures' conventions (tnt_rest_lite.core.viz): one scale, token resolution, readable curves and bars."""
 
 from __future__ import annotations
 
