@@ -378,7 +378,7 @@ def test_cli_lists_models(capsys: pytest.CaptureFixture[str]) -> None:
 def test_cli_passes_options_through_to_tool_modules(capsys: pytest.CaptureFixture[str]) -> None:
     from tnt_rest_lite.__main__ import main
 
-    for command, prog in (("bench", "bench"), ("train-bench", "train_bench")):
+    for command, prog in (("bench", "tnt_rest_lite bench"), ("train-bench", "tnt_rest_lite train-bench")):
         with pytest.raises(SystemExit) as stop:
             main([command, "--help"])
         assert stop.value.code == 0

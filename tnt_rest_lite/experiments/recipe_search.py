@@ -1,6 +1,6 @@
 """Recipe search on the validation split: how the profiles' batch size, rate and epochs were chosen.
 
-``python -m tnt_rest_lite.recipe_search --profile cpu --model tnt_s_mini --lr 5e-4 1e-3 --batch 32 64``
+``python -m tnt_rest_lite recipe-search --profile cpu --model tnt_s_mini --lr 5e-4 1e-3 --batch 32 64``
 trains ``model`` once per (batch, rate) pair with the profile's recipe and data (seed 0), reading
 the **validation** split only, and stores every validation curve as ``recipe_search_<model>`` (JSON
 and a figure) in the results store. The test split is never loaded here, so the tables' test
@@ -185,7 +185,7 @@ def searches_report(
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite.recipe_search", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite recipe-search", description=__doc__)
     parser.add_argument("--profile", help="ci | cpu | colab | full")
     parser.add_argument("--model", required=True)
     parser.add_argument("--recipe", default="deit", choices=("deit", "resnet"))

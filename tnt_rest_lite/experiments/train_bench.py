@@ -1,6 +1,6 @@
 """Training benchmark: each small model's training throughput and time against the profile's budget.
 
-``python -m tnt_rest_lite.train_bench [--profile cpu] [--tables rest_table1 ...] [--no-fast-data]``
+``python -m tnt_rest_lite train-bench [--profile cpu] [--tables rest_table1 ...] [--no-fast-data]``
 trains each model of the tables of notebooks 04-06 once (seed 0) with the recipe and epochs the
 notebooks use, on the profile's synthetic data, and reports per model the training throughput
 (img/s, forward + backward + step, data included), the wall time of training + evaluation and,
@@ -100,7 +100,7 @@ def bench(tables: tuple[str, ...] = tuple(TABLES), fast_data: bool = True) -> li
 def main(argv: list[str] | None = None) -> int:
     import os
 
-    parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite.train_bench", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tnt_rest_lite train-bench", description=__doc__)
     parser.add_argument("--profile", help="ci | cpu | colab | full (default: $TNT_REST_PROFILE, else by device)")
     parser.add_argument("--tables", nargs="*", choices=list(TABLES), help="default: every table of notebooks 04-06")
     parser.add_argument("--no-fast-data", action="store_true", help="the per-sample DataLoader (the 'before')")

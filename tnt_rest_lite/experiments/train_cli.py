@@ -21,7 +21,7 @@ from ..train.loop import train
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m tnt_rest_lite.engine --model deit_s_mini ...``, also under ``torchrun``.
+    """``python -m tnt_rest_lite train --model deit_s_mini ...``, also under ``torchrun``.
 
     Trains one registered model on one dataset and writes the final metrics as JSON (rank ``r``
     of a multi-process run writes ``<metrics-out>.rank<r>.json``).

@@ -25,7 +25,7 @@ __all__ = [
 DIVERSITY_STEPS = ("scores", "transformed", "attn")
 
 
-# ---- drawing (the conventions live in tnt_rest_lite.viz) -------------------------------------
+# ---- drawing (the conventions live in tnt_rest_lite.core.viz) -------------------------------------
 
 
 def _grid_side(n: int) -> int:

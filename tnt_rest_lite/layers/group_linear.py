@@ -9,7 +9,7 @@ That is one ``d x d`` matrix with ``g`` blocks on its diagonal, so GL has ``d^2 
 and costs ``n d^2 / g`` multiply-adds. ``g = 1`` is an ordinary linear layer; ``g = d`` gives
 every channel one scale of its own. ResT sets ``g = d`` and lets each channel also look at its
 3x3 spatial neighbourhood: that is the depthwise 3x3 convolution of its position encoding
-(``PA.pa_conv`` in :mod:`tnt_rest_lite.rest`).
+(``PA.pa_conv`` in :mod:`tnt_rest_lite.models.trl_rest`).
 """
 
 from __future__ import annotations

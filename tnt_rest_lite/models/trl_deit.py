@@ -3,7 +3,7 @@
 A 16x16 convolutional patch embedding, a class token, a learned position embedding, then
 pre-norm transformer blocks (attention, MLP) and a linear head on the class token.
 Architecture of timm's ``deit_small_patch16_224``; ``deit_s(pretrained=True)`` loads timm's
-published weights through :func:`checkpoint_filter_fn`, and :func:`tnt_rest_lite.weights.load_timm`
+published weights through :func:`checkpoint_filter_fn`, and :func:`tnt_rest_lite.models._weights.load_timm`
 converts any timm state dict of the same architecture.
 """
 

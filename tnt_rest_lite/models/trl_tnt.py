@@ -24,7 +24,7 @@ All attention runs through :class:`tnt_rest_lite.layers.Attention` (no q/k/v bia
 so :func:`tnt_rest_lite.layers.capture_attention` returns inner and outer maps alike.
 timm's ``tnt_s_patch16_224`` and ``tnt_b_patch16_224`` state dicts convert with
 :meth:`TNT.convert_timm_state_dict`: ``tnt_s(pretrained=True)`` loads timm's published weights through
-:func:`checkpoint_filter_fn`, and :func:`tnt_rest_lite.weights.load_timm` converts a timm model in memory.
+:func:`checkpoint_filter_fn`, and :func:`tnt_rest_lite.models._weights.load_timm` converts a timm model in memory.
 
 The position embeddings are learned for one image size; we do not resample them, so a model
 only accepts images of its ``img_size`` (build it with ``img_size=...`` for another size).
