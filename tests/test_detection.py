@@ -547,3 +547,19 @@ def test_full_size_markdown_locates_the_vit_gap() -> None:
     assert "| D | 21.70 | 1.80 | 3.00 | 15.00 | 41.50 | 41.50 | 46.5 | -5.00 |" in text
     assert "differ from the paper's by -5.00, -5.00 M, while T − D is 1.70 M here and 1.7 M in the paper" in text
     assert "differ from the paper" not in full_size_markdown({"num_classes": 80, "rows": rows[:2]})
+
+
+def test_a_vit_classifier_trained_at_another_size_loads_into_its_backbone() -> None:
+    # full trains its classifiers at 112 px (14 x 14 patches); the detection backbone has the registered
+    # grid (4 x 4): the trained position embeddings are resampled (class token kept), not refused
+    import torch
+
+    from tnt_rest_lite import create_model
+    from tnt_rest_lite.detection.backbones import build_backbone, load_classifier_weights
+
+    classifier = create_model("deit_s_mini", num_classes=20, img_size=112)
+    body = build_backbone("deit_s_mini").body
+    load_classifier_weights(body, classifier.state_dict())
+    loaded = body.model.state_dict()["pos_embed"]
+    assert loaded.shape == (1, 17, classifier.pos_embed.shape[2])
+    assert torch.equal(loaded[:, 0], classifier.pos_embed[:, 0].detach())  # the class token's, unchanged

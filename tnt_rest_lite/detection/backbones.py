@@ -23,13 +23,14 @@ mmdetection configs do. :func:`build_detector` is the one entry point.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from timm.layers import LayerNorm2d
+from timm.layers import LayerNorm2d, resample_abs_pos_embed
 from torch import nn
 
 from ..models._registry import create_model
@@ -255,6 +256,27 @@ def build_backbone(
     return FPNBackbone(body, levels=[1, 2, 3], extra="p6p7", out_channels=out_channels)
 
 
+def _resampled_position_embeddings(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ViT classifier's patch position embeddings resampled to the backbone's grid, where they differ.
+
+    ``full`` trains its classifiers at 112 px (a 14 x 14 grid) and builds the detection backbones at
+    the registered size (4 x 4), which the backbone interpolates to each image; timm's
+    ``resample_abs_pos_embed`` moves the trained grid (class token kept) to the backbone's.
+    """
+    own = model.state_dict()
+    out = {}
+    for key, value in state_dict.items():
+        target = own.get(key)
+        if not key.endswith("pos_embed") or target is None or value.shape == target.shape or value.dim() != 3:
+            continue
+        old, new = value.shape[1] - 1, target.shape[1] - 1  # patches after the class token
+        if math.isqrt(old) ** 2 != old or math.isqrt(new) ** 2 != new or value.shape[2] != target.shape[2]:
+            continue  # not a square patch grid with a class token: check_state_dict reports the mismatch
+        side = math.isqrt(new)
+        out[key] = resample_abs_pos_embed(value, new_size=(side, side), num_prefix_tokens=1)
+    return out
+
+
 def load_classifier_weights(body: FeatureLevels, state_dict: Mapping[str, torch.Tensor]) -> None:
     """Load a trained classifier's weights into ``body`` (the head's, and a ViT's final norm, are dropped).
 
@@ -263,6 +285,7 @@ def load_classifier_weights(body: FeatureLevels, state_dict: Mapping[str, torch.
     """
 
     kept = {k: v for k, v in state_dict.items() if not k.startswith(body.unused_prefixes)}
+    kept.update(_resampled_position_embeddings(body.model, kept))
     if body.new_prefixes:  # layers the detector adds keep their fresh initialisation
         fresh = body.model.state_dict()
         kept.update({k: v for k, v in fresh.items() if k.startswith(body.new_prefixes) and k not in kept})
