@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
@@ -112,17 +113,8 @@ def count_work(fn: Callable[[], Any]) -> dict[str, float]:
     return {"flops": float(flops.get_total_flops()), "ops": float(sum(ops.ops.values()))}
 
 
-def _classifier_work(name: str, table: str, profile: Profile) -> dict[str, float]:
-    """One training step and one evaluation batch of ``name`` as ``table`` trains it, per image (FLOPs)."""
-    spec = TABLES[table]
-    config = recipe(spec.recipe, profile, 0, table, name if name in spec.models else spec.models[0])
-    # amp_on_cpu: the profile's fp16 autocast and GradScaler run here as on the GPU (their casts are counted)
-    config = dataclasses.replace(config, batch_size=PROBE_BATCH, device="cpu", amp_on_cpu=True)
-    data = SyntheticShapes(PROBE_BATCH, profile.image_size, "train", difficulty=profile.data_difficulty)
-    batch = data.batch(list(range(PROBE_BATCH)))
-    model = build_model(name, 20, profile.image_size, profile).train()
-    task = ClassificationTask()
-    task.prepare(model, data, config)
+def _step_work(model: nn.Module, batch: Any, images: Any, config: Any, task: Any) -> dict[str, float]:
+    """The counted work of one training step of ``model`` on ``batch`` and one forward pass of ``images``."""
     optimizer = build_optimizer(model, config)
     for group in optimizer.param_groups:
         group["foreach"] = True  # the optimizer's implementation on CUDA (on the CPU it loops over tensors)
@@ -134,13 +126,27 @@ def _classifier_work(name: str, table: str, profile: Profile) -> dict[str, float
     trained = count_work(lambda: train_step(model, batch, optimizer, scheduler, config, **step))
     model.eval()
     with torch.no_grad():
-        evaluated = count_work(lambda: model(batch["image"]))
+        evaluated = count_work(lambda: model(images))
     return {
         "train_flops_per_image": trained["flops"] / PROBE_BATCH,
         "train_ops_per_step": trained["ops"],
         "eval_flops_per_image": evaluated["flops"] / PROBE_BATCH,
         "eval_ops_per_batch": evaluated["ops"],
     }
+
+
+def _classifier_work(name: str, table: str, profile: Profile) -> dict[str, float]:
+    """One training step and one evaluation batch of ``name`` as ``table`` trains it, per image (FLOPs)."""
+    spec = TABLES[table]
+    config = recipe(spec.recipe, profile, 0, table, name if name in spec.models else spec.models[0])
+    # amp_on_cpu: the profile's fp16 autocast and GradScaler run here as on the GPU (their casts are counted)
+    config = dataclasses.replace(config, batch_size=PROBE_BATCH, device="cpu", amp_on_cpu=True)
+    data = SyntheticShapes(PROBE_BATCH, profile.image_size, "train", difficulty=profile.data_difficulty)
+    batch = data.batch(list(range(PROBE_BATCH)))
+    model = build_model(name, 20, profile.image_size, profile).train()
+    task = ClassificationTask()
+    task.prepare(model, data, config)
+    return _step_work(model, batch, batch["image"], config, task)
 
 
 def _detector_work(table: str, profile: Profile) -> dict[str, dict[str, float]]:
@@ -167,22 +173,8 @@ def _detector_work(table: str, profile: Profile) -> dict[str, dict[str, float]]:
             detection_recipe(profile, 0, table), batch_size=PROBE_BATCH, device="cpu", amp_on_cpu=True
         )
         task.prepare(model, data, config)
-        optimizer = build_optimizer(model, config)
-        for group in optimizer.param_groups:
-            group["foreach"] = True
-        scheduler = build_scheduler(optimizer, config, steps_per_epoch=10)
-        scaler = torch.amp.GradScaler("cpu", init_scale=1.0, enabled=amp_enabled(config, torch.device("cpu")))
-        step = dict(task=task, scaler=scaler, num_updates=1)
-        train_step(model, batch, optimizer, scheduler, config, **step)
-        trained = count_work(lambda: train_step(model, batch, optimizer, scheduler, config, **step))  # noqa: B023
-        model.eval()
-        with torch.no_grad():
-            evaluated = count_work(lambda: model(batch[0]))  # noqa: B023
         out[detector.key] = {
-            "train_flops_per_image": trained["flops"] / PROBE_BATCH,
-            "train_ops_per_step": trained["ops"],
-            "eval_flops_per_image": evaluated["flops"] / PROBE_BATCH,
-            "eval_ops_per_batch": evaluated["ops"],
+            **_step_work(model, batch, batch[0], config, task),
             "init": [detector.init_table, detector.backbone, detector.init_seeds],
         }
     return out

@@ -19,6 +19,7 @@ The two tasks are :class:`tnt_rest_lite.experiments.runs.ClassificationExperimen
 
 from __future__ import annotations
 
+import abc
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -63,7 +64,7 @@ class ExperimentSpec:
         return dict(getattr(reference, self.reference_table))
 
 
-class Experiment:
+class Experiment(abc.ABC):
     """The task strategy the shared runner calls: what differs between classification and detection.
 
     Attributes a task sets: ``spec`` (its :class:`ExperimentSpec`, ``None`` for a run outside a
@@ -77,32 +78,32 @@ class Experiment:
     curve_label: str = "val top-1 (%)"
 
     # ---- one model, one seed ----------------------------------------------------------------------
+    @abc.abstractmethod
     def units(self) -> tuple[str, ...]:
         """The table's models (row keys), in the table's order."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def splits(self, profile: Profile, dataset: str = "synthetic", download: bool = False) -> tuple[Any, Any, Any]:
         """Train, validation and test splits of the table."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def train_seed(self, unit: str, seed: int, splits: tuple[Any, Any, Any], profile: Profile, progress: bool) -> Any:
         """Train and evaluate one seed of ``unit``; whatever :meth:`summarise` reads back."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def summarise(
         self, unit: str, seeds: list[int], runs: list[Any], splits: tuple[Any, Any, Any], profile: Profile
     ) -> dict[str, Any]:
         """The JSON-ready summary of ``unit`` over its seeds' runs."""
-        raise NotImplementedError
 
     # ---- the table --------------------------------------------------------------------------------
     def store_extras(self, dataset: str) -> dict[str, Any]:
         """Extra provenance stored with each model's summary."""
         return {}
 
+    @abc.abstractmethod
     def rows(self, summaries: Mapping[str, Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
         """Headers and rows of the regenerated table."""
-        raise NotImplementedError
 
     def table_record(self, headers: list[str], rows: list[list[str]], dataset: str) -> dict[str, Any]:
         """The table as stored under ``<prefix>``."""
@@ -114,22 +115,22 @@ class Experiment:
             self.claim_text(claim), claim.better, claim.worse, summaries[claim.better], summaries[claim.worse]
         )
 
+    @abc.abstractmethod
     def claim_text(self, claim: Claim) -> str:
         """The sentence of a claim, with the published values."""
-        raise NotImplementedError
 
     # ---- what a chapter prints --------------------------------------------------------------------
+    @abc.abstractmethod
     def summary_line(self, unit: str, summary: Mapping[str, Any]) -> str:
         """One line of :func:`training_summary`."""
-        raise NotImplementedError
 
     def reference_columns(self, published: Mapping[str, Mapping[str, Any]]) -> list[str]:
         """The columns of :func:`describe_reference` (every published key, in order)."""
         return list(dict.fromkeys(k for row in published.values() for k in row))
 
+    @abc.abstractmethod
     def targets(self, table: Mapping[str, Any]) -> str:
         """Markdown of :func:`describe_targets`: the table's models against the book's targets."""
-        raise NotImplementedError
 
 
 def run_seeds(

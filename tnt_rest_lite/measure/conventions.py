@@ -25,6 +25,19 @@ __all__ = [
 ]
 
 
+def _probe_forward(model: nn.Module, h: int, w: int, handles: list[Any]) -> None:
+    """One forward pass of a zero image of ``h`` x ``w`` in eval mode for ``handles``' hooks, then their removal."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.config.in_chans, h, w))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+
+
 def paper_convention_flops(
     model: ResT, image_size: int | tuple[int, int] = 224, include_norms: bool = False
 ) -> dict[str, int]:
@@ -69,15 +82,7 @@ def paper_convention_flops(
             handles.append(m.register_forward_hook(norm_hook))
         elif include_norms and isinstance(m, nn.ReLU):
             handles.append(m.register_forward_hook(relu_hook))
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, model.config.in_chans, h, w))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    _probe_forward(model, h, w, handles)
     counts["attention_products"] = sum(products.values())
     counts["total"] = sum(counts.values())
     return counts
@@ -155,15 +160,7 @@ def attention_geometry(model: ResT, image_size: int | tuple[int, int] = 224) -> 
         attn = getattr(model, f"stage{i}")[0].attn
         pre, kv = make_hooks(i, attn)
         handles += [attn.register_forward_pre_hook(pre, with_kwargs=True), attn.kv.register_forward_hook(kv)]
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, model.config.in_chans, h, w))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
+    _probe_forward(model, h, w, handles)
     return rows
 
 

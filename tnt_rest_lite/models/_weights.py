@@ -1,24 +1,9 @@
-"""ResT (v1): an efficient multi-scale vision transformer (Zhang & Yang, NeurIPS 2021).
+"""Weights into our models: checked state dicts, timm's published weights, the ResT authors' checkpoints.
 
-The network is a pyramid of four stages, like a ResNet:
-
-* a convolutional **stem** (three 3x3 convolutions, output stride 4) followed by **PA**, the
-  pixel-attention position encoding ``x * sigmoid(depthwise_conv3x3(x))``;
-* four **stages** of pre-norm transformer blocks whose attention is **EMSA**: keys and values
-  come from a map shrunk ``s`` times per side by a depthwise convolution (kernel ``s + 1``,
-  stride ``s``) and a LayerNorm, and, with more than one head, the scaled scores are mixed
-  across heads by a 1x1 convolution, soft-maxed and instance-normalised;
-* between stages a **patch embedding**: a stride-2 3x3 convolution, BatchNorm and PA;
-* a final LayerNorm, global average pooling and a linear classifier.
-
-EMSA is :class:`tnt_rest_lite.layers.Attention` with ``sr_ratio=s, head_transform=True``; the
-MSA baseline of the supplement's Table 1 (``rest_lite_msa``) is the same class with ``s = 1``
-and no head transform. Spatial sizes are always read from the tensors, so any image of at
-least 32x32 pixels works, square or not, multiple of 32 or not.
-
-Parameter names follow the authors' code (``stem.conv1``, ``stage1.0.attn.sr``,
-``patch_embed_2.pos.pa_conv``, ...), so their published checkpoints load with
-``model.load_state_dict(state_dict, strict=True)``.
+:func:`check_state_dict` names every missing, unexpected or mis-shaped key before anything loads;
+:func:`load_timm` converts a timm model's weights through each architecture's checkpoint filter;
+:func:`unwrap_state_dict` and :func:`load_authors_checkpoint` accept the authors' ResT checkpoints as a
+raw state dict, under ``model`` or ``state_dict``, with or without DataParallel's ``module.`` prefix.
 """
 
 from __future__ import annotations
