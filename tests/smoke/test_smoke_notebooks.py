@@ -56,8 +56,12 @@ def with_pretrained_stubs(nb: nbformat.NotebookNode, stubs: Path) -> bool:
     return True
 
 
+# One xdist group per profile (``make smoke`` runs ``-n 2 --dist loadgroup``): a profile's notebooks run in
+# order in one worker, sharing its results and checkpoints, while the other profile runs beside it.
 @pytest.mark.parametrize(
-    ("profile", "path"), [(p, nb) for p in PROFILES for nb in NOTEBOOKS], ids=lambda v: getattr(v, "stem", v)
+    ("profile", "path"),
+    [pytest.param(p, nb, marks=pytest.mark.xdist_group(p)) for p in PROFILES for nb in NOTEBOOKS],
+    ids=lambda v: getattr(v, "stem", v),
 )
 def test_notebook_runs_at_smoke_scale(
     profile: str, path: Path, stores: dict[str, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
@@ -73,6 +77,9 @@ def test_notebook_runs_at_smoke_scale(
         "TNT_REST_CHECKPOINTS": str(store["checkpoints"]),
         "TNT_REST_TEXT_PROGRESS": "1",
         "MPLBACKEND": "Agg",
+        # beside another worker, one thread per kernel: two kernels of two threads each on two cores
+        # oversubscribe them (the thread count changes no result)
+        **({"OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else {}),
     }.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this environment
     cap = os.environ.get(f"TNT_REST_SMOKE_MAX_BATCH_{profile.upper()}")
