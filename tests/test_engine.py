@@ -421,3 +421,13 @@ def test_run_model_checkpoints_every_epoch_and_resumes(splits, tmp_path: Path, m
     # another recipe (here: another batch size) gets its own folder, never another run's checkpoint
     other = recipes.recipe("deit", dataclasses.replace(tiny, batch_size=8), 0)
     assert weights.run_checkpoint_dir("t", "deit_s_mini", 0, other, tiny) != folders[0]
+
+
+def test_foreach_is_the_same_update_as_one_kernel_per_tensor(splits):
+    """foreach=True (the default: one multi-tensor kernel) trains the numbers foreach=False does, to rounding."""
+    for optimizer in ("adamw", "sgd"):
+        fast = train(_model(), *splits, _config(epochs=2, optimizer=optimizer))
+        slow = train(_model(), *splits, _config(epochs=2, optimizer=optimizer, foreach=False))
+        for key in ("train_loss", "val_loss"):
+            assert fast.history[key] == pytest.approx(slow.history[key], rel=1e-4, abs=1e-5), (optimizer, key)
+    assert TrainConfig().foreach is True

@@ -30,7 +30,16 @@ CHECKPOINT_NAME = "last.pt"
 # Config fields that may change between an interrupted run and its resumption (they do not change
 # the numbers); every other field must match the checkpoint's.
 # amp_on_cpu is the CPU stand-in of moving a run to a GPU (where amp turns on), as device is
-RESUMABLE_CHANGES = {"checkpoint_dir", "resume", "progress", "num_workers", "device", "eval_batch_size", "amp_on_cpu"}
+RESUMABLE_CHANGES = {
+    "checkpoint_dir",
+    "resume",
+    "progress",
+    "num_workers",
+    "device",
+    "eval_batch_size",
+    "amp_on_cpu",
+    "foreach",  # the same update (to float rounding), one kernel for all tensors or one per tensor
+}
 
 
 class CheckpointError(RuntimeError):

@@ -107,7 +107,7 @@ def train_step(
     scaler.scale(loss).backward()
     if config.clip_grad is not None:
         scaler.unscale_(optimizer)  # clip the true gradients, not the loss-scaled ones
-        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+        nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad, foreach=config.foreach)
     scaler.step(optimizer)
     scaler.update()
     scheduler.step_update(num_updates=num_updates)

@@ -16,7 +16,9 @@ def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimi
     # timm leaves biases and norm weights out of weight decay, and reads model.no_weight_decay()
     name = "adamw" if config.optimizer == "adamw" else "momentum"  # timm's "momentum" = SGD, no Nesterov
     kwargs = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
-    return create_optimizer_v2(model, opt=name, lr=config.lr, weight_decay=config.weight_decay, **kwargs)
+    return create_optimizer_v2(
+        model, opt=name, lr=config.lr, weight_decay=config.weight_decay, foreach=config.foreach, **kwargs
+    )
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> Any:
