@@ -8,7 +8,8 @@ folder, as on a Colab runtime: 07-10 read the models 04-06 trained. The ``PRETRA
 weights for timm's hub and the authors' ResT-Lite checkpoint in their training script's layout. Outputs
 are not written back. ``TNT_REST_SMOKE_PROFILES`` picks the profiles (default ``colab full``);
 ``TNT_REST_SMOKE_MAX_BATCH_<PROFILE>`` (e.g. ``..._FULL=16``, as ``make test`` sets it) caps that
-profile's training batch sizes (:func:`tnt_rest_lite.profiles.smoke_scale`).
+profile's training batch sizes (:func:`tnt_rest_lite.profiles.smoke_scale`), ``TNT_REST_SMOKE_THREADS_<PROFILE>``
+sets its kernels' torch threads (``make smoke`` runs the two profiles side by side, colab on one thread).
 """
 
 from __future__ import annotations
@@ -77,11 +78,13 @@ def test_notebook_runs_at_smoke_scale(
         "TNT_REST_CHECKPOINTS": str(store["checkpoints"]),
         "TNT_REST_TEXT_PROGRESS": "1",
         "MPLBACKEND": "Agg",
-        # beside another worker, one thread per kernel: two kernels of two threads each on two cores
-        # oversubscribe them (the thread count changes no result)
-        **({"OMP_NUM_THREADS": "1"} if os.environ.get("PYTEST_XDIST_WORKER") else {}),
     }.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this environment
+    # the torch threads of this profile's kernels (``make smoke`` gives colab's one, so that full's two
+    # workers' kernels do not oversubscribe the two cores); the thread count changes no result
+    threads = os.environ.get(f"TNT_REST_SMOKE_THREADS_{profile.upper()}")
+    if threads:
+        monkeypatch.setenv("OMP_NUM_THREADS", threads)
     cap = os.environ.get(f"TNT_REST_SMOKE_MAX_BATCH_{profile.upper()}")
     if cap:
         monkeypatch.setenv("TNT_REST_SMOKE_MAX_BATCH", cap)
