@@ -486,9 +486,11 @@ def test_run_detection_table_end_to_end(tmp_path, monkeypatch) -> None:
     from tnt_rest_lite.reference import REST_TABLE2
 
     published = [REST_TABLE2[m][f"ap_{ln}"] for m in ("rest_small", "rest_base") for ln in ("without_ln", "with_ln")]
-    assert [row[3] for row in table["rows"]] == [f"{v:.1f}" for v in published]
+    assert [row[4] for row in table["rows"]] == [f"{v:.1f}" for v in published]  # after the init column
+    assert all(row[1] != "not recorded" for row in table["rows"])  # the initialisation's test top-1 is printed
     # the paper publishes AP only: no empty paper and Δ columns for the other five metrics
-    assert table["headers"][2:8] == ["AP ours", "AP paper", "Δ", "AP50 ours", "AP75 ours", "APS ours"]
+    assert table["headers"][1:3] == ["init classifier test top-1", "params (ours, small)"]
+    assert table["headers"][3:9] == ["AP ours", "AP paper", "Δ", "AP50 ours", "AP75 ours", "APS ours"]
     assert not any("paper" in h for h in table["headers"][5:])
     assert all(v["paired"] and v["verdict"] == "not testable" for v in table["verdicts"])
     stored = store.load_json("rest_table2_verdicts")["data"]

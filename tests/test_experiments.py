@@ -14,7 +14,7 @@ from tnt_rest_lite.data.synthetic import SyntheticShapes
 from tnt_rest_lite.experiments.recipes import attention_check, build_model, recipe
 from tnt_rest_lite.experiments.runner import Experiment, run_table
 from tnt_rest_lite.experiments.tables import TABLES, table_experiment
-from tnt_rest_lite.experiments.verdicts import VERDICTS, verdict, verdict_rows, verdict_sentence
+from tnt_rest_lite.experiments.verdicts import VERDICTS, verdict, verdict_rows, verdict_sentence, verdict_state
 from tnt_rest_lite.measure.complexity import count_params
 from tnt_rest_lite.measure.conventions import attention_geometry
 from tnt_rest_lite.measure.stats import welch_interval
@@ -147,7 +147,7 @@ def test_verdicts_on_hand_made_seeds() -> None:
     for record in (holds, reversed_, undecided, one_seed, near_chance):
         assert set(record) >= {"claim", "better", "worse", "diff", "ci_low", "ci_high", "n_seeds", "verdict"}
         assert record["verdict"] in VERDICTS
-        assert f"**{record['verdict']}**" in verdict_sentence(record)
+        assert f"**{verdict_state(record)}**" in verdict_sentence(record)
     headers, rows = verdict_rows([holds, one_seed])
     assert rows[0][3].startswith("[+") and rows[1][3] == "–"
 
@@ -188,6 +188,29 @@ def test_run_table_stores_structured_verdicts(tmp_path, monkeypatch) -> None:
             weights = tmp_path / "checkpoints" / "ci" / f"rest_ablation_{model}_seed{seed}.pt"
             state = torch.load(weights, weights_only=True)["model"]
             create_model(model).load_state_dict(state)  # the figure chapters can load them back
+        # one epoch: no curve to read a plateau from, so the summary says still learning, and the claim is not testable
+        assert summary["learning"]["still_learning"] and summary["learning"]["epochs"] == 1
+        assert summary["target"] == {
+            "metric": "test_top1",
+            "target": 50.0,
+            "value": summary["test_top1_mean"],
+            "met": False,
+        }
+    assert [verdict_state(v) for v in stored] == ["not testable (still learning)"] * len(stored)
+    # the figure chapters read the histories the weights were trained with: from the weights files ...
+    from tnt_rest_lite.experiments.tables import trained_histories
+    from tnt_rest_lite.experiments.weights import weights_path
+
+    histories = core_store.load_json("rest_ablation_resnet18_mini")["data"]["histories"]
+    assert trained_histories("rest_ablation", "resnet18_mini", [0, 1], p) == histories
+    # ... else from the stored table summary, else they are not known
+    for seed in (0, 1):
+        path = weights_path("rest_ablation", "resnet18_mini", seed, p)
+        torch.save({"model": torch.load(path, weights_only=True)["model"]}, path)
+    assert trained_histories("rest_ablation", "resnet18_mini", [0, 1], p) == histories
+    assert trained_histories("rest_ablation", "resnet18_mini", [0, 5], p) is None
+    (tmp_path / "results" / "ci" / "rest_ablation_resnet18_mini.json").unlink()
+    assert trained_histories("rest_ablation", "resnet18_mini", [0, 1], p) is None
     assert (tmp_path / "results" / "ci" / "rest_ablation_curves.png").is_file()
     with pytest.raises(ValueError, match="Unknown table 'tnt_table9'.*tnt_table1, rest_table1, rest_ablation"):
         table_experiment("tnt_table9")
@@ -277,6 +300,10 @@ def test_one_runner_for_classification_detection_and_a_fake_task(tmp_path, monke
     assert runner.describe_targets(table) == "no targets"
     assert runner.describe_reference(fake).endswith("Source: made up.")
     assert runner.run_seeds(fake, "b", fake.splits(p), p, seeds=[7])["test_score"] == [10.0]
+    # every summary says whether its model is still learning, on the task's own curve (+1.0: at the threshold)
+    learning = table["summaries"]["a"]["learning"]
+    assert learning["curve"] == "val_score" and learning["mean_gain"] == 1.0 and not learning["still_learning"]
+    assert table["summaries"]["a"]["target"] is None  # the fake task sets no target
 
 
 # ---- splits and the fast data path ---------------------------------------------------------------
@@ -363,16 +390,25 @@ def _summary(test: list[float], curve: list[float]) -> dict:
 def test_describe_targets_on_hand_made_summaries() -> None:
     from tnt_rest_lite.experiments.recipes import TARGET_BEST_TOP1, TARGET_TOP1, describe_targets
 
-    ok = {"a": _summary([TARGET_BEST_TOP1 + 1] * 3, [60, 71]), "b": _summary([TARGET_TOP1 + 1] * 3, [40, 51])}
+    ok = {
+        "a": _summary([TARGET_BEST_TOP1 + 1] * 3, [60, 70, 71, 71.2]),
+        "b": _summary([TARGET_TOP1 + 1] * 3, [40, 50, 51, 51.5]),
+    }
     assert describe_targets({"summaries": ok}).endswith("Every model reaches its target.")
+    rising = {**ok, "b": _summary([TARGET_TOP1 + 1] * 3, [40, 45, 51])}  # +6 over its last epoch
+    assert describe_targets({"summaries": rising}).endswith(
+        "Every model reaches its target. Still learning: `b`; the run is too short for them on this device "
+        "(not a ceiling of the models), and a claim about them is not testable."
+    )
     short = {
         "a": _summary([TARGET_BEST_TOP1 - 2] * 3, [50, 60, 68]),
         "b": _summary([TARGET_TOP1 - 10] * 3, [39, 40, 40.5]),
     }
     text = describe_targets({"summaries": short})
-    assert "`a` (best) | 68.0 | 70 | no (-2.0) | +8.0" in text and "no (-10.0) | +0.5" in text
+    assert "`a` (best) | 68.0 | 70 | no (-2.0) | +8.0 (last 1 of 3 epochs) | **still learning**" in text
+    assert "no (-10.0) | +0.5 (last 1 of 3 epochs) | plateau" in text
     assert "Short of the target: `a`, `b`." in text
-    assert "curves of `a` still rise" in text and "`b` still" not in text
+    assert "Still learning: `a`;" in text and "`b`;" not in text
 
 
 def test_verdict_and_results_markdown() -> None:

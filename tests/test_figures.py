@@ -233,6 +233,21 @@ def test_seed_accuracy_measures_each_model_on_the_test_split() -> None:
             for m in models
         ]
     assert accuracy["test_top1"] == pytest.approx(expected) and accuracy["chance_top1"] == pytest.approx(5.0)
+    assert "learning" not in accuracy  # no histories given: not known, and no verdict is blocked by it
+    rising = [{"val_top1": [10.0, 20.0, 30.0, 40.0]}] * 2
+    with_curves = runs.seed_accuracy(models, test_set, batch_size=16, histories=rising)
+    assert with_curves["learning"]["still_learning"] and with_curves["learning"]["mean_gain"] == 10.0
+    from tnt_rest_lite.experiments.figures import mask_share_verdicts
+
+    shares = {"A": {"rollout": [60.0, 61.0]}, "B": {"rollout": [40.0, 41.0]}}
+    plateau = runs.seed_accuracy(models, test_set, batch_size=16, histories=[{"val_top1": [50.0] * 4}] * 2)
+    plateau["test_top1"] = [60.0, 61.0]  # both models learnt the task (test_top1 above twice chance)
+    blocked = mask_share_verdicts(
+        shares, "A", "B", {"A": {**plateau, **with_curves, "test_top1": [60.0, 61.0]}, "B": plateau}, ["rollout"]
+    )
+    assert blocked[0]["reason"] == "still learning"
+    judged = mask_share_verdicts(shares, "A", "B", {"A": plateau, "B": plateau}, ["rollout"])
+    assert judged[0]["verdict"] == "holds"
 
 
 def test_the_attention_figures_run_their_forward_passes_on_the_compute_device(monkeypatch: pytest.MonkeyPatch) -> None:

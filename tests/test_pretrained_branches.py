@@ -50,7 +50,16 @@ def _run_branch(source: str, replacements: dict[str, str]) -> dict[str, object]:
     for old, new in replacements.items():
         assert old in source, f"the cell no longer contains {old!r}"
         source = source.replace(old, new, 1)
-    namespace: dict[str, object] = {"torch": torch, "plt": plt, "figures": figures, "plots": plots}
+    from tnt_rest_lite.profiles import get_profile
+
+    # the book's profile: its figure_images (6) keeps every photograph of both cells (smoke runs keep 2)
+    namespace: dict[str, object] = {
+        "torch": torch,
+        "plt": plt,
+        "figures": figures,
+        "plots": plots,
+        "profile": get_profile("cpu"),
+    }
     shown: list[object] = []
     original_show = plt.show
     plt.show = lambda *a, **k: shown.append(plt.gcf())  # type: ignore[assignment]

@@ -20,7 +20,10 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
 
 
 def format_mean_std(mean: float, std: float | None, digits: int = 1) -> str:
-    """``"72.9 ± 0.4"``, or ``"72.9"`` for one seed."""
+    """``"72.9 ± 0.4"``, or ``"72.9"`` for one seed; ``"—"`` where there is nothing measured (a NaN mean,
+    e.g. a COCO size bin without objects)."""
+    if math.isnan(mean):
+        return "—"
     if std is None or math.isnan(std):
         return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {std:.{digits}f}"

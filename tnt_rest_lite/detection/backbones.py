@@ -69,6 +69,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "rest_small": BackboneSpec("rest_small", "rest", True),
     "rest_base": BackboneSpec("rest_base", "rest", True),
     "resnet50_mini": BackboneSpec("resnet50_mini", "resnet", False),
+    "resnet50_slim_mini": BackboneSpec("resnet50_slim_mini", "resnet", False),
     "deit_s_mini": BackboneSpec("deit_s_mini", "vit", False),
     "tnt_s_mini": BackboneSpec("tnt_s_mini", "vit", False),
     "rest_small_mini": BackboneSpec("rest_small_mini", "rest", False),

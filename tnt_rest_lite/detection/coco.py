@@ -7,7 +7,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["COCO_METRICS", "to_coco", "detections_to_coco", "coco_evaluate", "CocoFiles"]
+__all__ = [
+    "COCO_METRICS",
+    "SIZE_BINS",
+    "size_bin_ranges",
+    "objects_per_bin",
+    "to_coco",
+    "detections_to_coco",
+    "coco_evaluate",
+    "CocoFiles",
+]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -15,6 +24,22 @@ __all__ = ["COCO_METRICS", "to_coco", "detections_to_coco", "coco_evaluate", "Co
 # ----------------------------------------------------------------------------------------------
 
 COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # the columns of TNT's Table 2
+
+# COCO's object size bins and the metric of each: small < 32², medium 32²-96², large > 96² pixels of
+# box area at COCO's image size (about 640 px wide); scaled by ``area_scale`` for other image sizes.
+SIZE_BINS = {"small": "APS", "medium": "APM", "large": "APL"}
+
+
+def size_bin_ranges(area_scale: float = 1.0) -> dict[str, tuple[float, float]]:
+    """``{"small": (0, 32² s), "medium": (32² s, 96² s), "large": (96² s, inf)}`` for ``area_scale`` s."""
+    small, large = 32**2 * area_scale, 96**2 * area_scale
+    return {"small": (0.0, small), "medium": (small, large), "large": (large, float("inf"))}
+
+
+def objects_per_bin(ground_truth: Mapping[str, Any], area_scale: float = 1.0) -> dict[str, int]:
+    """How many ground-truth objects fall in each size bin (pycocotools' rule: ``lo <= area < hi``)."""
+    areas = [a["area"] for a in ground_truth["annotations"] if not a.get("iscrowd")]
+    return {name: sum(lo <= a < hi for a in areas) for name, (lo, hi) in size_bin_ranges(area_scale).items()}
 
 
 def _quiet() -> Any:
@@ -86,7 +111,8 @@ def coco_evaluate(
 
     ``area_scale`` multiplies COCO's size thresholds (small < 32², large > 96² pixels, set for
     images about 640 px wide): for small images pass ``(side / 640)**2`` so "small", "medium" and
-    "large" keep their share of the image. A size bin without objects gives ``nan`` (COCO's -1).
+    "large" keep their share of the image. A size bin without objects gives ``nan`` (COCO's -1): there
+    is nothing to measure, which a table shows as "—", never as 0.
     """
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
@@ -96,11 +122,12 @@ def coco_evaluate(
         gt.dataset = {k: list(v) for k, v in ground_truth.items()}
         gt.createIndex()
         if not detections:
-            return {k: 0.0 for k in COCO_METRICS}
+            empty = {SIZE_BINS[b] for b, n in objects_per_bin(ground_truth, area_scale).items() if n == 0}
+            return {k: float("nan") if k in empty else 0.0 for k in COCO_METRICS}
         dt = gt.loadRes([dict(d) for d in detections])
         evaluator = COCOeval(gt, dt, iouType="bbox")
-        small, large = 32**2 * area_scale, 96**2 * area_scale
-        evaluator.params.areaRng = [[0, 1e10], [0, small], [small, large], [large, 1e10]]
+        bins = size_bin_ranges(area_scale)
+        evaluator.params.areaRng = [[0, 1e10], *([lo, min(hi, 1e10)] for lo, hi in bins.values())]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

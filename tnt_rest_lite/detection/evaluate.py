@@ -7,9 +7,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .coco import coco_evaluate, detections_to_coco, to_coco
+from .coco import coco_evaluate, detections_to_coco, objects_per_bin, to_coco
 
-__all__ = ["predict", "evaluate_detector"]
+__all__ = ["predict", "evaluate_detector", "dataset_objects_per_bin"]
 
 
 @torch.no_grad()
@@ -42,3 +42,10 @@ def evaluate_detector(
     predictions = predict(detector, dataset, batch_size)
     detections = detections_to_coco(predictions, list(range(len(dataset))), label_offset=offset)
     return coco_evaluate(ground_truth, detections, area_scale=(side / reference_side) ** 2)
+
+
+def dataset_objects_per_bin(dataset: Any, reference_side: float = 640.0, label_offset: int = 1) -> dict[str, int]:
+    """The ground-truth objects of ``dataset`` per COCO size bin, scaled as :func:`evaluate_detector` scales them."""
+    ground_truth = to_coco(dataset, getattr(dataset, "classes", None), label_offset=label_offset)
+    side = ground_truth["images"][0]["width"] if ground_truth["images"] else reference_side
+    return objects_per_bin(ground_truth, area_scale=(side / reference_side) ** 2)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import math
 import re
+import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -38,13 +39,15 @@ from ..explain.maps import (
     grad_cam,
     group_cam,
     head_similarity,
+    layer_map,
     mean_attention_distance,
     mean_off_diagonal,
     pointing_game,
 )
 from ..explain.plots import DIVERSITY_STEPS
 from ..layers.attention import capture_attention
-from .verdicts import verdict
+from ..models._registry import create_model
+from .verdicts import AT_BOUND_TOLERANCE, verdict
 
 __all__ = [
     "block_indices",
@@ -234,20 +237,34 @@ def attention_measures_markdown(
 
 
 def depth_verdicts(
-    study: Mapping[str, Sequence[Mapping[str, Any]]], accuracy: Mapping[str, Mapping[str, Any]]
+    study: Mapping[str, Sequence[Mapping[str, Any]]],
+    accuracy: Mapping[str, Mapping[str, Any]],
+    max_entropy: float | None = None,
 ) -> list[dict[str, Any]]:
     """Per model: does the deepest block attend farther (mean attention distance) than the first?
 
     Both distances are measured on the same seed's model, so the verdict is the paired t interval
     of the per-seed differences (:func:`tnt_rest_lite.experiments.verdicts.verdict` with ``paired=True``);
-    ``accuracy``: label -> ``{"test_top1", "chance_top1"}`` (testability).
+    ``accuracy``: label -> ``{"test_top1", "chance_top1"}`` and, where known, ``"learning"`` (testability).
+    ``max_entropy`` is the entropy of an even spread over all keys (:func:`uniform_attention_measures`):
+    a model whose first block already scores it (within
+    :data:`~tnt_rest_lite.experiments.verdicts.AT_BOUND_TOLERANCE`) relates every patch from the start,
+    so "more patches related as depth grows" is **not testable (at its bound)** for it.
     """
 
     out = []
+    entropy = head_means(study, "entropy")
     for label, runs in head_means(study, "distance").items():
         depth = len(runs[0])
         deep = {**accuracy.get(label, {}), "distance": [run[-1] for run in runs]}
         first = {**accuracy.get(label, {}), "distance": [run[0] for run in runs]}
+        first_entropy = statistics.fmean(run[0] for run in entropy[label])
+        at_bound = ""
+        if max_entropy is not None and first_entropy >= (1 - AT_BOUND_TOLERANCE) * max_entropy:
+            at_bound = (
+                f"block 1's attention entropy ({first_entropy:.2f} nats) is already an even spread's "
+                f"({max_entropy:.2f}): it relates every patch from the first block"
+            )
         out.append(
             verdict(
                 f"{label}: block {depth} attends farther than block 1",
@@ -258,6 +275,7 @@ def depth_verdicts(
                 metric="distance",
                 unit="px",
                 paired=True,
+                at_bound=at_bound,
             )
         )
     return out
@@ -494,3 +512,76 @@ def similarity_rows(similarity: Mapping[str, Mapping[str, Mapping[str, Sequence[
         for b in blocks
         for state in states
     ]
+
+
+# ---- scope: the map sizes a figure claim is measured on, read from the models ------------------
+
+
+def outer_grid_scope(model: nn.Module, images: torch.Tensor) -> dict[str, Any]:
+    """The outer attention a TNT/DeiT figure is measured on: ``{"image_size", "grid", "keys"}``.
+
+    Read from the captured maps (``(B, heads, N, N)``, class token first): the patch grid is
+    ``sqrt(N - 1)`` on a side, every query attends over ``N`` keys.
+    """
+    keys = int(outer_attention(model, images[:1])[0].shape[-1])
+    side = math.isqrt(keys - 1)
+    return {"image_size": int(images.shape[-1]), "grid": [side, side], "keys": keys}
+
+
+def emsa_scope(model: nn.Module, images: torch.Tensor, block: str) -> dict[str, Any]:
+    """The EMSA score map of ``block`` (e.g. ``"stage4.1"``) per head: ``{"image_size", "heads", "queries", "keys"}``."""
+    with torch.no_grad(), on_compute_device(model) as device, capture_attention(model) as maps:
+        model(images[:1].to(device))
+    name = f"{block}.attn"
+    if name not in maps:
+        raise KeyError(f"{type(model).__name__} has no attention '{name}'; it has {sorted(maps)}")
+    _, heads, queries, keys = maps[name]["scores"].shape
+    return {"image_size": int(images.shape[-1]), "heads": int(heads), "queries": int(queries), "keys": int(keys)}
+
+
+def cam_scope(model: nn.Module, layer: nn.Module, images: torch.Tensor) -> dict[str, Any]:
+    """The map a CAM of ``layer`` explains (its resolution): ``{"image_size", "map": [h, w]}``."""
+    with on_compute_device(model) as device:
+        h, w = layer_map(model, layer, images[:1].to(device)).shape[-2:]
+    return {"image_size": int(images.shape[-1]), "map": [int(h), int(w)]}
+
+
+def scope_sentence(kind: str, ours: Mapping[str, Any], paper: Mapping[str, Any]) -> str:
+    """One sentence: the map sizes ``ours`` (a ``*_scope`` record) beside the full-size model's ``paper``."""
+    if kind == "outer":
+
+        def words(s: Mapping[str, Any]) -> str:
+            return f"a {s['grid'][0]}×{s['grid'][1]} patch grid ({s['keys']} keys with the class token) at {s['image_size']} px"
+    elif kind == "emsa":
+
+        def words(s: Mapping[str, Any]) -> str:
+            return f"{s['queries']}×{s['keys']} score maps (queries × keys) per head, {s['heads']} heads, at {s['image_size']} px"
+    elif kind == "cam":
+
+        def words(s: Mapping[str, Any]) -> str:
+            return f"a {s['map'][0]}×{s['map'][1]} target map at {s['image_size']} px"
+    else:
+        raise ValueError(f"Unknown scope kind '{kind}'; expected 'outer', 'emsa' or 'cam'")
+    return f"measured on {words(ours)}; the paper's models: {words(paper)}"
+
+
+def paper_scope(kind: str, name: str, block: str | None = None, layer: str | None = None) -> dict[str, Any]:
+    """The same scope measured on the full-size registered model ``name`` at its own input size.
+
+    The geometry does not depend on the weights, so the model is built untrained (no download):
+    ``kind="outer"`` (TNT/DeiT), ``"emsa"`` (the last attention block whose name starts with ``block``,
+    e.g. ``"stage4"``), ``"cam"`` (the map of the module named ``layer``, e.g. ``"stage4_out"``).
+    """
+    model = create_model(name).eval()
+    size = model.pretrained_cfg["input_size"][-1]
+    images = torch.zeros(1, 3, size, size)
+    if kind == "outer":
+        return outer_grid_scope(model, images)
+    if kind == "emsa":
+        with torch.no_grad(), capture_attention(model) as maps:
+            model(images)
+        last = sorted(n.removesuffix(".attn") for n in maps if n.startswith(f"{block}."))[-1]
+        return emsa_scope(model, images, last)
+    if kind == "cam":
+        return cam_scope(model, model.get_submodule(layer), images)
+    raise ValueError(f"Unknown scope kind '{kind}'; expected 'outer', 'emsa' or 'cam'")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import statistics
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +13,7 @@ from ..layers.attention import Attention, capture_attention
 from ..models._registry import create_model
 from ..profiles import Profile, get_profile
 from ..train.config import TrainConfig
+from .verdicts import LEARNING_RULE, learning_cells
 
 __all__ = [
     "RECIPES",
@@ -193,17 +193,16 @@ def describe_targets(table: Mapping[str, Any]) -> str:
     """Markdown: every model of a :func:`run_table` result against the book's accuracy targets.
 
     Each model's test top-1 against :data:`TARGET_TOP1`, the best model against
-    :data:`TARGET_BEST_TOP1`, and what its validation curve did in the last epoch (the mean over
-    seeds of the last epoch's gain): a curve still rising says the run was too short, not that
-    the model cannot learn the task. Generated from the stored summaries, never by hand.
+    :data:`TARGET_BEST_TOP1`, and whether its validation curve has reached its plateau (the seeds'
+    mean gain over the last quarter of training, :data:`~tnt_rest_lite.experiments.verdicts.LEARNING_RULE`):
+    a curve still rising says the run was too short, not that the model cannot learn the task, and a
+    claim about it is not testable. Generated from the stored summaries, never by hand.
     """
 
     summaries = table["summaries"]
     best = max(summaries, key=lambda m: summaries[m]["test_top1_mean"])
-    rows, short, last_gain = [], [], {}
+    rows, short = [], []
     for name, s in summaries.items():
-        gains = [h["val_top1"][-1] - h["val_top1"][-2] for h in s["histories"] if len(h["val_top1"]) > 1]
-        gain = last_gain[name] = statistics.fmean(gains) if gains else float("nan")
         target = TARGET_BEST_TOP1 if name == best else TARGET_TOP1
         reached = s["test_top1_mean"] >= target
         if not reached:
@@ -214,17 +213,19 @@ def describe_targets(table: Mapping[str, Any]) -> str:
                 f"{s['test_top1_mean']:.1f}",
                 f"{target:.0f}",
                 "yes" if reached else f"no ({s['test_top1_mean'] - target:+.1f})",
-                f"{gain:+.1f}",
+                *learning_cells(s, "val_top1"),
             ]
         )
-    text = markdown_table(["model", "test top-1", "target", "reached", "val gain in the last epoch"], rows)
-    if not short:
-        return text + "\n\nEvery model reaches its target."
-    rising = [m for m in short if last_gain[m] > 1.0]
-    text += f"\n\nShort of the target: {', '.join(f'`{m}`' for m in short)}."
+    headers = ["model", "test top-1", "target", "reached", "val gain, last quarter", "curve"]
+    text = markdown_table(headers, rows) + f"\n\nRule: {LEARNING_RULE}."
+    rising = [m for m in summaries if learning_cells(summaries[m], "val_top1")[1] != "plateau"]
+    if short:
+        text += f" Short of the target: {', '.join(f'`{m}`' for m in short)}."
+    else:
+        text += " Every model reaches its target."
     if rising:
         text += (
-            f" The validation curves of {', '.join(f'`{m}`' for m in rising)} still rise by more than a point in the "
-            "last epoch: the run is too short for them on this device, not a ceiling of the models."
+            f" Still learning: {', '.join(f'`{m}`' for m in rising)}; the run is too short for them on this device "
+            "(not a ceiling of the models), and a claim about them is not testable."
         )
     return text

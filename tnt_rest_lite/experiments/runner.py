@@ -30,7 +30,7 @@ from ..core import store
 from ..core.format import markdown_table
 from ..profiles import Profile, get_profile
 from ..train.curves import plot_history
-from .verdicts import Claim, load_runs, verdict
+from .verdicts import Claim, learning_state, load_runs, verdict
 
 __all__ = [
     "ExperimentSpec",
@@ -97,6 +97,11 @@ class Experiment(abc.ABC):
         """The JSON-ready summary of ``unit`` over its seeds' runs."""
 
     # ---- the table --------------------------------------------------------------------------------
+    def target_state(self, summary: Mapping[str, Any]) -> dict[str, Any] | None:
+        """Whether the model of ``summary`` met the book's target: ``{"metric", "target", "value", "met"}``
+        (``None``: the task sets none)."""
+        return None
+
     def store_extras(self, dataset: str) -> dict[str, Any]:
         """Extra provenance stored with each model's summary."""
         return {}
@@ -112,7 +117,12 @@ class Experiment(abc.ABC):
     def judge(self, claim: Claim, summaries: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         """The :func:`verdict` record of one published claim."""
         return verdict(
-            self.claim_text(claim), claim.better, claim.worse, summaries[claim.better], summaries[claim.worse]
+            self.claim_text(claim),
+            claim.better,
+            claim.worse,
+            summaries[claim.better],
+            summaries[claim.worse],
+            curve=self.curve,
         )
 
     @abc.abstractmethod
@@ -141,11 +151,18 @@ def run_seeds(
     seeds: Sequence[int] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train ``unit`` once per seed (``experiment.train_seed``) and return its summary over the seeds."""
+    """Train ``unit`` once per seed (``experiment.train_seed``) and return its summary over the seeds.
+
+    The summary also says whether the model is still learning (``"learning"``: :func:`learning_state` of
+    its validation curves, ``experiment.curve``) and whether it met its target (``"target"``).
+    """
     p = profile or get_profile()
     seeds = list(range(p.num_seeds)) if seeds is None else list(seeds)
     runs = [experiment.train_seed(unit, seed, splits, p, progress) for seed in seeds]
-    return experiment.summarise(unit, seeds, runs, splits, p)
+    summary = experiment.summarise(unit, seeds, runs, splits, p)
+    summary["learning"] = learning_state(summary["histories"], experiment.curve)
+    summary["target"] = experiment.target_state(summary)
+    return summary
 
 
 def _train_units(

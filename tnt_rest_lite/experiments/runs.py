@@ -20,27 +20,37 @@ from ..train.distributed import DistInfo, distributed_info
 from ..train.evaluate import evaluate
 from ..train.loaders import build_val_loader as _val_loader
 from ..train.loop import train
-from .recipes import build_model, describe_config, describe_targets, model_config, recipe
+from .recipes import TARGET_TOP1, build_model, describe_config, describe_targets, model_config, recipe
 from .runner import Experiment, run_seeds
 from .splits import load_splits
-from .verdicts import Claim, accuracy_rows
+from .verdicts import Claim, accuracy_rows, learning_state
 from .weights import run_checkpoint_dir, weights_path
 
 __all__ = ["ClassificationExperiment", "run_model", "seed_accuracy"]
 
 
-def seed_accuracy(models: Sequence[nn.Module], test_set: Dataset, batch_size: int = 256) -> dict[str, Any]:
+def seed_accuracy(
+    models: Sequence[nn.Module],
+    test_set: Dataset,
+    batch_size: int = 256,
+    histories: Sequence[Mapping[str, Sequence[float]]] | None = None,
+) -> dict[str, Any]:
     """``{"test_top1": [% per model], "chance_top1": %}`` of the seeds' ``models`` on ``test_set``.
 
     The form :func:`tnt_rest_lite.experiments.verdicts.verdict` reads to decide whether a claim about these
-    models is testable (a model below twice chance has learnt too little to explain).
+    models is testable: a model below twice chance has learnt too little to explain, and with the seeds'
+    training ``histories`` (:func:`tnt_rest_lite.experiments.tables.trained_histories`) the record also
+    holds their ``learning`` state: a model still learning makes a claim about it not testable.
     """
 
     top1 = []
     for model in models:
         loader = _val_loader(test_set, batch_size, DistInfo(0, 1, 0, next(model.parameters()).device))
         top1.append(evaluate(model, loader)["top1"])
-    return {"test_top1": top1, "chance_top1": 100.0 / num_classes(test_set)}
+    record: dict[str, Any] = {"test_top1": top1, "chance_top1": 100.0 / num_classes(test_set)}
+    if histories is not None:
+        record["learning"] = learning_state(histories, "val_top1")
+    return record
 
 
 @dataclass(frozen=True)
@@ -89,7 +99,11 @@ class ClassificationExperiment(Experiment):
         result = train(model, train_set, val_set, config, desc=f"{unit} seed {seed}")
         test = evaluate(model, _eval_batches(test_set, config), next(model.parameters()).device)
         if self.save_weights is not None:
-            save_checkpoint(weights_path(self.save_weights, unit, seed, profile), {"model": model.state_dict()})
+            # the history and the test top-1 travel with the weights: a figure chapter judges whether the model
+            # it explains had finished learning, a detection table prints its initialisation's accuracy
+            # (tables.trained_record)
+            state = {"model": model.state_dict(), "history": result.history, "test_top1": test["top1"]}
+            save_checkpoint(weights_path(self.save_weights, unit, seed, profile), state)
         return model, result, test, resumed
 
     def summarise(
@@ -128,6 +142,11 @@ class ClassificationExperiment(Experiment):
             }
         )
         return summary
+
+    def target_state(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        """Test top-1 (mean over the seeds) against :data:`TARGET_TOP1`."""
+        value = summary["test_top1_mean"]
+        return {"metric": "test_top1", "target": TARGET_TOP1, "value": value, "met": value >= TARGET_TOP1}
 
     def store_extras(self, dataset: str) -> dict[str, Any]:
         return {"dataset": dataset}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +14,15 @@ from ..measure.stats import CONFIDENCE, paired_interval, welch_interval
 
 __all__ = [
     "Claim",
+    "STILL_LEARNING_GAIN",
+    "LEARNING_RULE",
+    "AT_BOUND_TOLERANCE",
+    "learning_state",
+    "learning_cells",
+    "learning_note",
+    "verdict_state",
+    "VERDICT_STATES",
+    "count_states",
     "accuracy_rows",
     "load_runs",
     "verdict",
@@ -107,6 +117,109 @@ def accuracy_rows(
 
 VERDICTS = ("holds", "reversed", "undecided", "not testable")
 
+# Why a claim is not testable (the verdict record's ``reason``), each shown and counted as its own state.
+NOT_TESTABLE_REASONS = ("still learning", "at its bound", "learnt too little")
+VERDICT_STATES = ("holds", "reversed", "undecided", *(f"not testable ({r})" for r in NOT_TESTABLE_REASONS))
+
+# The plateau rule. A model is still learning when its seeds' mean validation gain over the last
+# quarter of training (the last ceil(E/4) of its E epochs, at least one) is above this many points of
+# its curve (top-1 or AP50): its final accuracy would still move, so a comparison with it measures
+# speed of learning, not where the paper's models end. One epoch has no curve to read: still learning.
+STILL_LEARNING_GAIN = 1.0
+LEARNING_RULE = (
+    f"still learning: the seeds' mean validation gain over the last quarter of training (the last ⌈E/4⌉ "
+    f"of E epochs) is above {STILL_LEARNING_GAIN:g} point"
+)
+
+# A measure sits at its bound when its baseline is within this share of the bound's value (e.g. the
+# attention entropy of an even spread over all keys, log N): it cannot rise further, so "it grows" cannot show.
+AT_BOUND_TOLERANCE = 0.01
+
+
+def learning_state(
+    histories: Sequence[Mapping[str, Sequence[float]]], curve: str = "val_top1", threshold: float = STILL_LEARNING_GAIN
+) -> dict[str, Any]:
+    """Whether a model whose seeds trained with ``histories`` is still learning (:data:`LEARNING_RULE`).
+
+    Returns ``{"curve", "epochs", "window_epochs", "gain_per_seed", "mean_gain", "still_learning", "rule"}``:
+    each seed's gain of ``curve`` over its last ``window_epochs`` epochs (the last quarter), their mean,
+    and the verdict of the rule.
+    """
+    if not histories:
+        raise ValueError("learning_state needs at least one seed's history")
+    missing = [i for i, h in enumerate(histories) if curve not in h]
+    if missing:
+        raise KeyError(f"histories {missing} have no '{curve}' curve; they have {sorted(histories[missing[0]])}")
+    epochs = min(len(h[curve]) for h in histories)
+    window = max(1, math.ceil(epochs / 4))
+    if epochs < 2:
+        gains, mean_gain, still = [], None, True
+    else:
+        gains = [float(h[curve][epochs - 1] - h[curve][epochs - 1 - window]) for h in histories]
+        mean_gain = statistics.fmean(gains)
+        still = mean_gain > threshold
+    return {
+        "curve": curve,
+        "epochs": epochs,
+        "window_epochs": window,
+        "gain_per_seed": gains,
+        "mean_gain": mean_gain,
+        "still_learning": still,
+        "rule": LEARNING_RULE,
+    }
+
+
+def _learning(summary: Mapping[str, Any], curve: str) -> dict[str, Any] | None:
+    """A summary's stored learning state, else the one its histories give, else ``None`` (not known)."""
+    if summary.get("learning") is not None:
+        return dict(summary["learning"])
+    histories = summary.get("histories")
+    if histories and all(curve in h for h in histories):
+        return learning_state(histories, curve)
+    return None
+
+
+def learning_note(state: Mapping[str, Any] | None) -> str:
+    """A :func:`learning_state` in words: "plateau: val gain +0.3 over the last 2 of 8 epochs" (or why not known)."""
+    if state is None:
+        return "its training curves are not known"
+    if state["mean_gain"] is None:
+        return "still learning: one epoch, no curve to read a plateau from"
+    word = "still learning" if state["still_learning"] else "plateau"
+    return (
+        f"{word}: val gain {state['mean_gain']:+.1f} over the last {state['window_epochs']} of {state['epochs']} epochs"
+    )
+
+
+def learning_cells(summary: Mapping[str, Any], curve: str = "val_top1") -> list[str]:
+    """Two table cells of a model's summary: its last-quarter validation gain and "still learning" / "plateau"."""
+    state = _learning(summary, curve)
+    if state is None:
+        return ["–", "not known"]
+    if state["mean_gain"] is None:
+        return ["– (one epoch)", "still learning"]
+    window = state["window_epochs"]
+    gain = f"{state['mean_gain']:+.1f} (last {window} of {state['epochs']} epochs)"
+    return [gain, "**still learning**" if state["still_learning"] else "plateau"]
+
+
+def verdict_state(record: Mapping[str, Any]) -> str:
+    """The state a verdict record is shown and counted as: one of :data:`VERDICT_STATES`.
+
+    Records stored before reasons were kept name theirs only in the note (below twice chance, or a
+    floor): those read as "learnt too little".
+    """
+    if record["verdict"] != "not testable":
+        return record["verdict"]
+    reason = record.get("reason") or "learnt too little"
+    return f"not testable ({reason})"
+
+
+def count_states(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many of ``records`` are in each of :data:`VERDICT_STATES` (states with none left out)."""
+    states = [verdict_state(r) for r in records]
+    return {s: states.count(s) for s in VERDICT_STATES if states.count(s)}
+
 
 def verdict(
     claim: str,
@@ -118,6 +231,8 @@ def verdict(
     unit: str = "points",
     paired: bool = False,
     floor: tuple[str, float] | None = None,
+    curve: str = "val_top1",
+    at_bound: str = "",
 ) -> dict[str, Any]:
     """Does ``better`` beat ``worse`` in test top-1 at our scale, as the paper claims? A record.
 
@@ -127,9 +242,14 @@ def verdict(
     its unit in the sentence); testability still reads the models' test top-1. ``paired=True`` when both
     sides measure the same seeds' models (e.g. two blocks of one network): the interval is then the
     paired t interval of the per-seed differences (:func:`paired_interval`). ``floor=(key, value)`` adds
-    a testability rule for models without a top-1 (e.g. detectors: ``("test_AP50", 10.0)``).
+    a testability rule for models without a top-1 (e.g. detectors: ``("test_AP50", 10.0)``). ``curve`` is
+    the validation curve the plateau rule reads (:func:`learning_state`, from a summary's ``learning`` or
+    its ``histories``); ``at_bound`` names why the baseline sits at its measure's bound (the caller knows
+    the bound), e.g. "block 1's entropy is already that of an even spread".
 
-    * ``not testable``: either model below twice chance (or ``floor``): it has learnt too little to compare;
+    * ``not testable``, with its ``reason``: **still learning** (either model, :data:`LEARNING_RULE`);
+      **at its bound** (``at_bound`` given); **learnt too little** (either model below twice chance, or
+      below ``floor``);
     * ``holds``: the interval above 0; ``reversed``: below 0; ``undecided``: it spans 0, or one seed (no interval).
 
     The record's keys: ``claim, better, worse, diff, ci_low, ci_high, n_seeds, verdict`` (plus ``better_top1,
@@ -139,7 +259,8 @@ def verdict(
     chance = float(better_summary.get("chance_top1", 0.0))
     diff = sum(a) / len(a) - sum(b) / len(b)
     low = high = None
-    untestable = _untestable(better_summary, worse_summary, chance, floor)
+    learning = {side: _learning(s, curve) for side, s in (("better", better_summary), ("worse", worse_summary))}
+    reason, untestable = _untestable(better_summary, worse_summary, chance, floor, learning, at_bound)
     if untestable:
         outcome, note = "not testable", untestable
     elif min(len(a), len(b)) < 2:
@@ -148,43 +269,50 @@ def verdict(
         diff, low, high = paired_interval(a, b) if paired else welch_interval(a, b)
         outcome = "holds" if low > 0 else "reversed" if high < 0 else "undecided"
         note = "the interval spans 0" if outcome == "undecided" else ""
+    method = ("paired t on the seeds' differences in " if paired else "Welch's t on the seeds' ") + (
+        "test top-1" if metric == "test_top1" else metric
+    )
     return {
-        "claim": claim,
-        "better": better,
-        "worse": worse,
-        "diff": diff,
-        "ci_low": low,
-        "ci_high": high,
-        "n_seeds": min(len(a), len(b)),
-        "verdict": outcome,
-        "better_top1": a,
-        "worse_top1": b,
-        "chance_top1": chance,
-        "confidence": CONFIDENCE,
-        "metric": metric,
-        "unit": unit,
-        "paired": paired,
-        "method": ("paired t on the seeds' differences in " if paired else "Welch's t on the seeds' ")
-        + ("test top-1" if metric == "test_top1" else metric),
-        "note": note,
+        **{"claim": claim, "better": better, "worse": worse, "diff": diff, "ci_low": low, "ci_high": high},
+        **{"n_seeds": min(len(a), len(b)), "verdict": outcome, "better_top1": a, "worse_top1": b},
+        **{"chance_top1": chance, "confidence": CONFIDENCE, "metric": metric, "unit": unit, "paired": paired},
+        **{"method": method, "note": note, "reason": reason, "learning": learning},
     }
 
 
 def _untestable(
-    better_summary: Mapping[str, Any], worse_summary: Mapping[str, Any], chance: float, floor: tuple[str, float] | None
-) -> str:
-    """Why a claim about these two models cannot be tested (the :func:`verdict` note), or ``""``.
+    better_summary: Mapping[str, Any],
+    worse_summary: Mapping[str, Any],
+    chance: float,
+    floor: tuple[str, float] | None,
+    learning: Mapping[str, Mapping[str, Any] | None],
+    at_bound: str,
+) -> tuple[str, str]:
+    """``(reason, note)``: why a claim about these two models cannot be tested, or ``("", "")``.
 
-    Below ``floor`` (``(key, value)``, e.g. the detectors' test AP50) where given, or below twice
+    Still learning (either side's :func:`learning_state`), then at its bound (``at_bound``), then
+    below ``floor`` (``(key, value)``, e.g. the detectors' test AP50) where given, or below twice
     chance in test top-1 (models without a top-1 are never below it).
     """
+    rising = [
+        f"{side} " + ("(one epoch)" if state["mean_gain"] is None else f"{state['mean_gain']:+.1f}")
+        for side, state in learning.items()
+        if state is not None and state["still_learning"]
+    ]
+    if rising:
+        return "still learning", (
+            f"still learning: last-quarter validation gain {', '.join(rising)} "
+            f"(rule: above {STILL_LEARNING_GAIN:g} point)"
+        )
+    if at_bound:
+        return "at its bound", f"at its bound: {at_bound}"
     pair = (better_summary, worse_summary)
     if floor is not None and min(statistics.fmean(s[floor[0]]) for s in pair) < floor[1]:
-        return f"a model's {floor[0].removeprefix('test_')} is below {floor[1]:g}"
+        return "learnt too little", f"a model's {floor[0].removeprefix('test_')} is below {floor[1]:g}"
     top1 = [statistics.fmean(s["test_top1"]) for s in pair if "test_top1" in s]
     if top1 and min(top1) < 2 * chance:
-        return f"a model is below twice chance ({2 * chance:.0f} %)"
-    return ""
+        return "learnt too little", f"a model is below twice chance ({2 * chance:.0f} %)"
+    return "", ""
 
 
 def verdict_sentence(record: Mapping[str, Any]) -> str:
@@ -198,7 +326,7 @@ def verdict_sentence(record: Mapping[str, Any]) -> str:
         interval = ""
     note = f"; {record['note']}" if record.get("note") else ""
     return (
-        f"{record['claim']}: **{record['verdict']}** at our scale "
+        f"{record['claim']}: **{verdict_state(record)}** at our scale "
         f"({diff}{interval}, {record['n_seeds']} seed{'s' if record['n_seeds'] != 1 else ''} each, test split{note})."
     )
 
@@ -223,7 +351,7 @@ def verdict_rows(records: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[
     for r in records:
         d = digits(r.get("unit", "points"))
         interval = "–" if r["ci_low"] is None else f"[{r['ci_low']:+.{d}f}, {r['ci_high']:+.{d}f}]"
-        rows.append([r["claim"], str(r["n_seeds"]), f"{r['diff']:+.{d}f}", interval, f"**{r['verdict']}**"])
+        rows.append([r["claim"], str(r["n_seeds"]), f"{r['diff']:+.{d}f}", interval, f"**{verdict_state(r)}**"])
     return headers, rows
 
 

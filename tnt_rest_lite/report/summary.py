@@ -27,6 +27,8 @@ from typing import Any
 from ..core.format import digits as _digits
 from ..core.format import markdown_table
 from ..core.paths import repo_root
+from ..experiments.figures import scope_sentence
+from ..experiments.verdicts import STILL_LEARNING_GAIN, VERDICT_STATES, verdict_state
 from ..measure.conventions import FLOP_CONVENTIONS, PUBLISHED_FLOPS_CONVENTION
 from ..reference import REST_TABLE1
 
@@ -283,6 +285,9 @@ class SupplementItem:
     figure: str | None = None
     comparisons: Callable[[Store], list[list[str]]] | None = field(default=None, compare=False)
     derived_verdicts: Callable[[Store], list[dict[str, Any]]] | None = field(default=None, compare=False)
+    # (stored result, kind) of the map sizes a figure's claims are measured on, read from the models
+    # by the chapter (experiments.figures.*_scope); kind is scope_sentence's "outer" | "emsa" | "cam"
+    map_scope: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not set(self.verdicts) <= set(self.results):
@@ -311,6 +316,7 @@ def _chapter_link(stem: str, short: bool = False) -> str:
 ITEMS: tuple[SupplementItem, ...] = (
     SupplementItem(
         key="tnt_fig1",
+        map_scope=("tnt_fig1_scope", "outer"),
         paper="TNT",
         item="Figure 1",
         content="attention from every patch to every patch in the outer transformer, DeiT-S vs TNT-S, shallow to deep blocks",
@@ -323,6 +329,7 @@ ITEMS: tuple[SupplementItem, ...] = (
     ),
     SupplementItem(
         key="tnt_fig2",
+        map_scope=("tnt_fig1_scope", "outer"),
         paper="TNT",
         item="Figure 2",
         content="class-token attention overlaid on images, DeiT-S vs TNT-S",
@@ -362,6 +369,7 @@ ITEMS: tuple[SupplementItem, ...] = (
     ),
     SupplementItem(
         key="rest_fig1",
+        map_scope=("rest_fig1_scope", "emsa"),
         paper="ResT",
         item="Figure 1",
         content="diversity of the EMSA heads before the 1×1 conv, after it, and after instance norm",
@@ -373,6 +381,7 @@ ITEMS: tuple[SupplementItem, ...] = (
     ),
     SupplementItem(
         key="rest_fig2",
+        map_scope=("rest_fig2_scope", "cam"),
         paper="ResT",
         item="Figure 2",
         content="Group-CAM heatmaps, ResT-Lite vs ResNet-50",
@@ -469,9 +478,10 @@ def _verdict_cells(record: Mapping[str, Any]) -> tuple[str, str]:
     return diff, interval
 
 
-def _counts(verdicts: Sequence[str]) -> str:
-    order = ("holds", "reversed", "undecided", "not testable")
-    return ", ".join(f"{verdicts.count(v)} {v}" for v in order if verdicts.count(v)) or "–"
+def _counts(states: Sequence[str]) -> str:
+    """``"2 holds, 1 not testable (still learning)"``: each :data:`VERDICT_STATES` state counted apart."""
+    order = [*VERDICT_STATES, *sorted(set(states) - set(VERDICT_STATES))]
+    return ", ".join(f"{states.count(v)} {v}" for v in order if states.count(v)) or "–"
 
 
 _SUMMARY_INTRO = [
@@ -481,7 +491,10 @@ _SUMMARY_INTRO = [
     "that this page is what the committed results give. Every row names the run it comes from: profile, device, "
     "commit and date. Our numbers come from small models on generated data unless a row says otherwise; the "
     "papers' come from `tnt_rest_lite.reference`. A published claim is judged over the seeds on a held-out test "
-    "split: **holds**, **reversed**, **undecided** (the 95 % interval spans 0) or **not testable**.",
+    "split: **holds**, **reversed**, **undecided** (the 95 % interval spans 0) or **not testable**, for one of "
+    "three reasons counted apart: a model is **still learning** (its seeds' mean validation gain over the last "
+    f"quarter of training is above {STILL_LEARNING_GAIN:g} point), the measure is **at its bound** (the baseline cannot move the way "
+    "the claim says), or a model has **learnt too little** (below twice chance, or a detector below its AP50 floor).",
 ]
 
 
@@ -490,7 +503,7 @@ def _overview_table(store: Store) -> str:
     overview = []
     for item in ITEMS:
         done, prov = item_status(item, store)
-        verdicts = [r["verdict"] for r, _ in _verdict_records(item, store)]
+        verdicts = [verdict_state(r) for r, _ in _verdict_records(item, store)]
         if item.derived_verdicts is not None:
             verdicts += [r["verdict"] for r in item.derived_verdicts(store)]
         chapters = ", ".join(_chapter_link(stem, short=True) for _, stem in item.chapters)
@@ -536,12 +549,23 @@ def _item_tables(item: SupplementItem, store: Store, prov: str) -> list[str]:
         table = []
         for record, run in records:
             diff, interval = _verdict_cells(record)
-            table.append([record["claim"], str(record["n_seeds"]), diff, interval, f"**{record['verdict']}**", run])
+            table.append([record["claim"], str(record["n_seeds"]), diff, interval, f"**{verdict_state(record)}**", run])
         lines += ["", markdown_table(["published claim", "seeds", "Δ ours", "95 % CI", "verdict", "run"], table)]
     if item.derived_verdicts is not None:
         table = [[r["claim"], r["measure"], f"**{r['verdict']}**", prov] for r in item.derived_verdicts(store)]
         lines += ["", markdown_table(["published statement", "measured", "verdict", "run"], table)]
     return lines
+
+
+def _map_sizes(item: SupplementItem, store: Store) -> str:
+    """`` Map sizes: measured on ...; the paper's models: ...`` of a figure item (empty for other items)."""
+    if item.map_scope is None:
+        return ""
+    name, kind = item.map_scope
+    found = store.find(name)
+    if found is None:
+        return f" Map sizes: not stored yet (`{name}`: the chapter's next run reads them from the models)."
+    return f" Map sizes: {scope_sentence(kind, **found[1]['data'])}."
 
 
 def _item_section(item: SupplementItem, store: Store) -> list[str]:
@@ -554,7 +578,7 @@ def _item_section(item: SupplementItem, store: Store) -> list[str]:
         "",
         f"{item.content[0].upper()}{item.content[1:]}. Regenerated in "
         + ", ".join(f"{_chapter_link(stem)} ({what})" for what, stem in item.chapters)
-        + f". Scope: {item.scope}.",
+        + f". Scope: {item.scope}.{_map_sizes(item, store)}",
     ]
     if not done:
         return [*lines, "", f"**Not regenerated yet** ({prov})."]
