@@ -58,9 +58,9 @@ notebooks: install
 # per epoch of every run; models, image size, recipes, batch sizes, workers, seeds and AMP flag of the profile).
 # make test caps full's training batches at 16 (TNT_REST_SMOKE_MAX_BATCH_FULL): at 112 px its batches of 256
 # take minutes per step on two CPU cores; `make smoke` alone keeps them. The two profiles run side by side, one
-# pytest-xdist worker each; colab's lighter notebooks get one torch thread, full's the default two.
+# pytest-xdist worker and one torch thread each (a third thread on two cores slowed both profiles' kernels 2-5x).
 smoke: install
-	TNT_REST_SMOKE_THREADS_COLAB=1 $(BIN)/python -m pytest tests/smoke -n 2 --dist loadgroup -q -p no:cacheprovider --durations=0
+	TNT_REST_SMOKE_THREADS_COLAB=1 TNT_REST_SMOKE_THREADS_FULL=1 $(BIN)/python -m pytest tests/smoke -n 2 --dist loadscope -q -p no:cacheprovider --durations=0
 
 # On one GPU: every model's AMP training step at the colab and full batch sizes, one seed of each
 # training table, the figure chapters' GPU path; writes results/<profile>/gpu_check.json with estimates.

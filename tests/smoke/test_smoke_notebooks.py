@@ -9,7 +9,7 @@ weights for timm's hub and the authors' ResT-Lite checkpoint in their training s
 are not written back. ``TNT_REST_SMOKE_PROFILES`` picks the profiles (default ``colab full``);
 ``TNT_REST_SMOKE_MAX_BATCH_<PROFILE>`` (e.g. ``..._FULL=16``, as ``make test`` sets it) caps that
 profile's training batch sizes (:func:`tnt_rest_lite.profiles.smoke_scale`), ``TNT_REST_SMOKE_THREADS_<PROFILE>``
-sets its kernels' torch threads (``make smoke`` runs the two profiles side by side, colab on one thread).
+sets its kernels' torch threads (``make smoke`` runs the two profiles side by side, one thread each).
 """
 
 from __future__ import annotations
@@ -57,16 +57,10 @@ def with_pretrained_stubs(nb: nbformat.NotebookNode, stubs: Path) -> bool:
     return True
 
 
-# One xdist group per profile (``make smoke`` runs ``-n 2 --dist loadgroup``): a profile's notebooks run in
-# order in one worker, sharing its results and checkpoints, while the other profile runs beside it.
-@pytest.mark.parametrize(
-    ("profile", "path"),
-    [pytest.param(p, nb, marks=pytest.mark.xdist_group(p)) for p in PROFILES for nb in NOTEBOOKS],
-    ids=lambda v: getattr(v, "stem", v),
-)
-def test_notebook_runs_at_smoke_scale(
+def run_at_smoke_scale(
     profile: str, path: Path, stores: dict[str, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Execute notebook ``path`` under ``profile`` at the smoke scale in a fresh kernel (outputs not written)."""
     import sys
 
     sys.path.insert(0, str(TESTS))
@@ -80,8 +74,8 @@ def test_notebook_runs_at_smoke_scale(
         "MPLBACKEND": "Agg",
     }.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this environment
-    # the torch threads of this profile's kernels (``make smoke`` gives colab's one, so that full's two
-    # workers' kernels do not oversubscribe the two cores); the thread count changes no result
+    # the torch threads of this profile's kernels (``make smoke`` gives each profile one: the two workers'
+    # kernels side by side on two cores; a third thread slowed both 2-5x); the thread count changes no result
     threads = os.environ.get(f"TNT_REST_SMOKE_THREADS_{profile.upper()}")
     if threads:
         monkeypatch.setenv("OMP_NUM_THREADS", threads)
@@ -93,6 +87,27 @@ def test_notebook_runs_at_smoke_scale(
     nb = nbformat.read(path, as_version=4)
     with_pretrained_stubs(nb, store["stubs"])
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+
+
+def _profile_tests(profile: str) -> type:
+    """One test class per profile: ``make smoke`` runs ``-n 2 --dist loadscope``, so each class (profile) runs
+    in order in one worker, sharing its results and checkpoints (07-10 read 04-06's models), beside the other.
+    (A class, not an ``xdist_group`` mark: pytest 9 ignores the node-id suffix that xdist 3.8's groups rely on.)"""
+
+    class ProfileNotebooks:
+        @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda v: v.stem)
+        def test_notebook_runs_at_smoke_scale(
+            self, path: Path, stores: dict[str, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+        ) -> None:
+            run_at_smoke_scale(profile, path, stores, monkeypatch)
+
+    name = f"TestSmoke{profile.capitalize()}"
+    ProfileNotebooks.__name__ = ProfileNotebooks.__qualname__ = name
+    return ProfileNotebooks
+
+
+for _profile in PROFILES:
+    globals()[f"TestSmoke{_profile.capitalize()}"] = _profile_tests(_profile)
 
 
 def test_the_pretrained_switch_is_found_in_both_figure_chapters(tmp_path: Path) -> None:
