@@ -89,25 +89,52 @@ def run_at_smoke_scale(
     NotebookClient(nb, timeout=900, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
 
 
-def _profile_tests(profile: str) -> type:
-    """One test class per profile: ``make smoke`` runs ``-n 2 --dist loadscope``, so each class (profile) runs
-    in order in one worker, sharing its results and checkpoints (07-10 read 04-06's models), beside the other.
-    (A class, not an ``xdist_group`` mark: pytest 9 ignores the node-id suffix that xdist 3.8's groups rely on.)"""
+# 04-06 train the models 07-10 read: a profile's chapters from 04 on run in order in one worker.
+CHAINED_FROM = "04"
 
-    class ProfileNotebooks:
-        @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda v: v.stem)
+
+def lanes(profiles: list[str], notebooks: list[Path]) -> dict[str, list[tuple[str, Path]]]:
+    """The two workers' shares of ``make smoke`` (``-n 2 --dist loadscope``: one test class per worker).
+
+    The last profile's chained chapters (04 on: ``full``'s, the heaviest) are one lane; everything else
+    (the other profiles whole, in order, and the last one's 00-03, which read nothing) the other. Each
+    profile's chained chapters stay in one worker, sharing its results and checkpoints, as on a runtime.
+    """
+    last = profiles[-1]
+    chained = [(last, nb) for nb in notebooks if nb.stem >= CHAINED_FROM]
+    rest = [(p, nb) for p in profiles for nb in notebooks if (p, nb) not in chained]
+    return {"TestSmokeLane1": rest, "TestSmokeLane2": chained}
+
+
+def _lane_tests(name: str, jobs: list[tuple[str, Path]]) -> type:
+    """A test class running ``jobs`` in order (a class, not an ``xdist_group`` mark: pytest 9 ignores the
+    node-id suffix that xdist 3.8's groups rely on, and ``loadscope`` keeps a class in one worker)."""
+
+    class Lane:
+        @pytest.mark.parametrize(("profile", "path"), jobs, ids=[f"{p}-{nb.stem}" for p, nb in jobs])
         def test_notebook_runs_at_smoke_scale(
-            self, path: Path, stores: dict[str, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
+            self, profile: str, path: Path, stores: dict[str, dict[str, Path]], monkeypatch: pytest.MonkeyPatch
         ) -> None:
             run_at_smoke_scale(profile, path, stores, monkeypatch)
 
-    name = f"TestSmoke{profile.capitalize()}"
-    ProfileNotebooks.__name__ = ProfileNotebooks.__qualname__ = name
-    return ProfileNotebooks
+    Lane.__name__ = Lane.__qualname__ = name
+    return Lane
 
 
-for _profile in PROFILES:
-    globals()[f"TestSmoke{_profile.capitalize()}"] = _profile_tests(_profile)
+for _name, _jobs in lanes(PROFILES, NOTEBOOKS).items():
+    globals()[_name] = _lane_tests(_name, _jobs)
+
+
+def test_each_profiles_chained_chapters_share_one_lane() -> None:
+    jobs = lanes(["colab", "full"], NOTEBOOKS)
+    assert sorted(j for lane in jobs.values() for j in lane) == sorted(
+        (p, nb) for p in ("colab", "full") for nb in NOTEBOOKS
+    )
+    for profile in ("colab", "full"):
+        chained = {name for name, lane in jobs.items() for p, nb in lane if p == profile and nb.stem >= CHAINED_FROM}
+        assert len(chained) == 1, (profile, chained)
+        in_lane = [nb.stem for p, nb in jobs[chained.pop()] if p == profile]
+        assert in_lane == sorted(in_lane)  # in reading order: 04-06 before the chapters that read them
 
 
 def test_the_pretrained_switch_is_found_in_both_figure_chapters(tmp_path: Path) -> None:
