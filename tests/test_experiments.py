@@ -556,3 +556,18 @@ def test_mean_std_of_seeds_with_an_empty_size_bin() -> None:
     assert mean_std([4.0]) == (4.0, None)
     mean, std = mean_std([1.0, math.nan, 3.0])
     assert math.isnan(mean) and math.isnan(std)
+
+
+def test_a_recipe_search_row_keeps_its_own_provenance(tmp_path, monkeypatch) -> None:
+    """The stored search merges runs of several commits: every row names its own commit and date."""
+    from tnt_rest_lite.core import store as core_store
+    from tnt_rest_lite.experiments.recipe_search import search
+
+    monkeypatch.setenv("TNT_REST_RESULTS", str(tmp_path / "results"))
+    p = dataclasses.replace(PROFILES["ci"], val_samples=8)
+    first = search("deit_s_mini", "deit", [1e-3], [8], p, epochs=1, train_samples=16, progress=False)
+    assert first[0]["git_commit"] == core_store.git_commit() and first[0]["date"].startswith("20")
+    old = {**first[0], "git_commit": "0" * 40, "date": "2026-01-01T00:00:00+00:00"}
+    core_store.save_json("recipe_search_deit_s_mini", [old], seed=0)
+    merged = search("deit_s_mini", "deit", [5e-4], [8], p, epochs=1, train_samples=16, progress=False)
+    assert [(r["lr"], r["git_commit"][:1]) for r in merged] == [(1e-3, "0"), (5e-4, core_store.git_commit()[:1])]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as _dt
 import itertools
 import sys
 from typing import Any
@@ -78,6 +79,9 @@ def _search_run(
         "final_val_top1": result.history["val_top1"][-1],
         "train_images_per_s": result.train_images_per_s,
         "wall_time_s": clock["s"],
+        # each row keeps its own run's commit and date: the file's provenance is only its newest run's
+        "git_commit": store.git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     print(
         f"{model} batch {batch:4d} lr {lr:8.2g}: val top-1 per epoch "
