@@ -28,6 +28,13 @@ def predict(detector: nn.Module, dataset: Any, batch_size: int = 16) -> list[dic
     return outputs
 
 
+def _ground_truth(dataset: Any, reference_side: float, label_offset: int) -> tuple[dict[str, Any], float]:
+    """``dataset``'s COCO ground truth and the size bins' ``area_scale``, from COCO's image side to the dataset's."""
+    ground_truth = to_coco(dataset, getattr(dataset, "classes", None), label_offset=label_offset)
+    side = ground_truth["images"][0]["width"] if ground_truth["images"] else reference_side
+    return ground_truth, (side / reference_side) ** 2
+
+
 def evaluate_detector(
     detector: nn.Module, dataset: Any, batch_size: int = 16, reference_side: float = 640.0
 ) -> dict[str, float]:
@@ -37,15 +44,12 @@ def evaluate_detector(
     keeps its share of the image (:func:`coco_evaluate`'s ``area_scale``).
     """
     offset = getattr(detector, "label_offset", 1)
-    ground_truth = to_coco(dataset, getattr(dataset, "classes", None), label_offset=offset)
-    side = ground_truth["images"][0]["width"] if ground_truth["images"] else reference_side
+    ground_truth, area_scale = _ground_truth(dataset, reference_side, offset)
     predictions = predict(detector, dataset, batch_size)
     detections = detections_to_coco(predictions, list(range(len(dataset))), label_offset=offset)
-    return coco_evaluate(ground_truth, detections, area_scale=(side / reference_side) ** 2)
+    return coco_evaluate(ground_truth, detections, area_scale=area_scale)
 
 
 def dataset_objects_per_bin(dataset: Any, reference_side: float = 640.0, label_offset: int = 1) -> dict[str, int]:
     """The ground-truth objects of ``dataset`` per COCO size bin, scaled as :func:`evaluate_detector` scales them."""
-    ground_truth = to_coco(dataset, getattr(dataset, "classes", None), label_offset=label_offset)
-    side = ground_truth["images"][0]["width"] if ground_truth["images"] else reference_side
-    return objects_per_bin(ground_truth, area_scale=(side / reference_side) ** 2)
+    return objects_per_bin(*_ground_truth(dataset, reference_side, label_offset))

@@ -45,7 +45,7 @@ from ..explain.maps import (
     pointing_game,
 )
 from ..explain.plots import DIVERSITY_STEPS
-from ..layers.attention import capture_attention
+from ..layers.attention import Attention, capture_attention
 from ..models._registry import create_model
 from .verdicts import AT_BOUND_TOLERANCE, verdict
 
@@ -546,22 +546,22 @@ def cam_scope(model: nn.Module, layer: nn.Module, images: torch.Tensor) -> dict[
     return {"image_size": int(images.shape[-1]), "map": [int(h), int(w)]}
 
 
+_SCOPE_WORDS = {
+    "outer": lambda s: (
+        f"a {s['grid'][0]}×{s['grid'][1]} patch grid ({s['keys']} keys with the class token) at {s['image_size']} px"
+    ),
+    "emsa": lambda s: (
+        f"{s['queries']}×{s['keys']} score maps (queries × keys) per head, {s['heads']} heads, at {s['image_size']} px"
+    ),
+    "cam": lambda s: f"a {s['map'][0]}×{s['map'][1]} target map at {s['image_size']} px",
+}
+
+
 def scope_sentence(kind: str, ours: Mapping[str, Any], paper: Mapping[str, Any]) -> str:
     """One sentence: the map sizes ``ours`` (a ``*_scope`` record) beside the full-size model's ``paper``."""
-    if kind == "outer":
-
-        def words(s: Mapping[str, Any]) -> str:
-            return f"a {s['grid'][0]}×{s['grid'][1]} patch grid ({s['keys']} keys with the class token) at {s['image_size']} px"
-    elif kind == "emsa":
-
-        def words(s: Mapping[str, Any]) -> str:
-            return f"{s['queries']}×{s['keys']} score maps (queries × keys) per head, {s['heads']} heads, at {s['image_size']} px"
-    elif kind == "cam":
-
-        def words(s: Mapping[str, Any]) -> str:
-            return f"a {s['map'][0]}×{s['map'][1]} target map at {s['image_size']} px"
-    else:
+    if kind not in _SCOPE_WORDS:
         raise ValueError(f"Unknown scope kind '{kind}'; expected 'outer', 'emsa' or 'cam'")
+    words = _SCOPE_WORDS[kind]
     return f"measured on {words(ours)}; the paper's models: {words(paper)}"
 
 
@@ -578,10 +578,8 @@ def paper_scope(kind: str, name: str, block: str | None = None, layer: str | Non
     if kind == "outer":
         return outer_grid_scope(model, images)
     if kind == "emsa":
-        with torch.no_grad(), capture_attention(model) as maps:
-            model(images)
-        last = sorted(n.removesuffix(".attn") for n in maps if n.startswith(f"{block}."))[-1]
-        return emsa_scope(model, images, last)
+        blocks = [n for n, m in model.named_modules() if isinstance(m, Attention) and n.startswith(f"{block}.")]
+        return emsa_scope(model, images, blocks[-1].removesuffix(".attn"))
     if kind == "cam":
         return cam_scope(model, model.get_submodule(layer), images)
     raise ValueError(f"Unknown scope kind '{kind}'; expected 'outer', 'emsa' or 'cam'")

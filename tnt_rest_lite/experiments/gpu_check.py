@@ -88,6 +88,24 @@ def _time_steps(
     return mean_time(step, steps), last[0]
 
 
+def bare_step_seconds(
+    name: str, config: Any, profile: Profile, device: torch.device, steps: int
+) -> tuple[float, torch.Tensor]:
+    """Mean seconds of a bare training step of ``name`` with ``config`` (one batch held on ``device``: no
+    data, no evaluation) over ``steps`` timed steps, and the last loss; on CUDA the peak memory counts from here."""
+    data = SyntheticShapes(config.batch_size, profile.image_size, "train", difficulty=profile.data_difficulty)
+    batch = {k: v.to(device) for k, v in data.batch(list(range(config.batch_size))).items()}
+    model = build_model(name, 20, profile.image_size, profile).to(device).train()
+    task = ClassificationTask()
+    task.prepare(model, data, config)
+    optimizer = build_optimizer(model, config)
+    scheduler = build_scheduler(optimizer, config, steps_per_epoch=max(steps, 1))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    return _time_steps(model, batch, optimizer, scheduler, config, task, scaler, steps)
+
+
 def step_times(
     profile: Profile, steps: int, device: torch.device, batch_size: int | None = None
 ) -> list[dict[str, Any]]:
@@ -98,17 +116,7 @@ def step_times(
         for name in _models_of(table):
             config = recipe(spec.recipe, profile, 0, table, name if name in spec.models else spec.models[0])
             config = dataclasses.replace(config, device=str(device), batch_size=batch_size or config.batch_size)
-            data = SyntheticShapes(config.batch_size, profile.image_size, "train", difficulty=profile.data_difficulty)
-            batch = {k: v.to(device) for k, v in data.batch(list(range(config.batch_size))).items()}
-            model = build_model(name, 20, profile.image_size, profile).to(device).train()
-            task = ClassificationTask()
-            task.prepare(model, data, config)
-            optimizer = build_optimizer(model, config)
-            scheduler = build_scheduler(optimizer, config, steps_per_epoch=max(steps, 1))
-            scaler = torch.amp.GradScaler(device.type, enabled=amp_enabled(config, device))
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            seconds, loss = _time_steps(model, batch, optimizer, scheduler, config, task, scaler, steps)
+            seconds, loss = bare_step_seconds(name, config, profile, device, steps)
             rows.append(
                 {
                     "profile": profile.name,

@@ -13,7 +13,7 @@ from ..layers.attention import Attention, capture_attention
 from ..models._registry import create_model
 from ..profiles import Profile, get_profile
 from ..train.config import TrainConfig
-from .verdicts import LEARNING_RULE, learning_cells
+from .verdicts import LEARNING_RULE, learning_cells, model_learning
 
 __all__ = [
     "RECIPES",
@@ -218,7 +218,9 @@ def describe_targets(table: Mapping[str, Any]) -> str:
         )
     headers = ["model", "test top-1", "target", "reached", "val gain, last quarter", "curve"]
     text = markdown_table(headers, rows) + f"\n\nRule: {LEARNING_RULE}."
-    rising = [m for m in summaries if learning_cells(summaries[m], "val_top1")[1] != "plateau"]
+    rising = [
+        m for m, s in summaries.items() if (state := model_learning(s, "val_top1")) is None or state["still_learning"]
+    ]
     if short:
         text += f" Short of the target: {', '.join(f'`{m}`' for m in short)}."
     else:

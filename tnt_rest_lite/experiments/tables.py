@@ -52,6 +52,11 @@ __all__ = [
 ]
 
 
+def _kept_as(prefix: str, epochs: int | None) -> str:
+    """The weights prefix of table ``prefix``'s recipe, shortened to ``epochs`` where given."""
+    return prefix if epochs is None else f"{prefix}_e{epochs}"
+
+
 def trained_model(
     prefix: str,
     name: str,
@@ -74,7 +79,7 @@ def trained_model(
     """
     p = profile or get_profile()
     spec = table_spec(prefix)
-    kept_as = prefix if epochs is None else f"{prefix}_e{epochs}"
+    kept_as = _kept_as(prefix, epochs)
     path = weights_path(kept_as, name, seed, p)
     if not path.is_file():
         run = p
@@ -108,7 +113,7 @@ def trained_record(
     the seed; ``None`` when neither has it (weights saved before, without a stored table).
     """
     p = profile or get_profile()
-    path = weights_path(prefix if epochs is None else f"{prefix}_e{epochs}", name, seed, p)
+    path = weights_path(_kept_as(prefix, epochs), name, seed, p)
     state = load_checkpoint(path, require_format=False) if path.is_file() else {}
     if "history" in state and "test_top1" in state:
         return {"history": state["history"], "test_top1": float(state["test_top1"])}

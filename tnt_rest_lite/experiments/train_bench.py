@@ -28,14 +28,15 @@ import sys
 import time
 from typing import Any
 
+import torch
+
 from ..core import store
 from ..core.format import markdown_table
 from ..data.datasets import build_dataset, num_classes
 from ..profiles import ENV_VAR, Profile, get_profile
 from ..train.config import TrainConfig, seed_everything
-from ..train.loop import train, train_step
-from ..train.optim import build_optimizer, build_scheduler
-from ..train.tasks import ClassificationTask
+from ..train.loop import train
+from .gpu_check import bare_step_seconds
 from .recipes import build_model, recipe
 from .runs import run_model
 from .splits import load_splits
@@ -116,22 +117,11 @@ def bench(tables: tuple[str, ...] = tuple(TABLES), fast_data: bool = True) -> li
     return rows
 
 
-def bare_step_rate(name: str, config: TrainConfig, train_set: Any, profile: Profile, steps: int) -> float:
-    """img/s of ``steps`` bare training steps of ``name`` on one batch held in memory (after 3 warm-up steps)."""
-    seed_everything(config.seed)
-    model = build_model(name, num_classes(train_set), profile.image_size, profile)
-    task = ClassificationTask()
-    task.prepare(model, train_set, config)
-    optimizer = build_optimizer(model, config)
-    scheduler = build_scheduler(optimizer, config, steps + 3)
-    batch = train_set.batch(list(range(config.batch_size)))
-    for step in range(3):
-        train_step(model, batch, optimizer, scheduler, config, task=task, num_updates=step + 1)
-    start = time.perf_counter()
-    for step in range(steps):
-        loss, _ = train_step(model, batch, optimizer, scheduler, config, task=task, num_updates=step + 4)
-    float(loss)  # wait for the last step (a no-op on the CPU, a sync on a GPU)
-    return config.batch_size * steps / (time.perf_counter() - start)
+def bare_step_rate(name: str, config: TrainConfig, profile: Profile, steps: int) -> float:
+    """img/s of a bare training step of ``name`` on the CPU (:func:`~tnt_rest_lite.experiments.gpu_check.bare_step_seconds`,
+    the step gpu-check times on a GPU)."""
+    seconds, _ = bare_step_seconds(name, config, profile, torch.device("cpu"), steps)
+    return config.batch_size / seconds
 
 
 def loop_rate(name: str, config: TrainConfig, train_set: Any, val_set: Any, profile: Profile) -> float:
@@ -155,7 +145,7 @@ def _step_row(table: str, name: str, profile: Profile, steps: int) -> dict[str, 
     row: dict[str, Any] = {"table": table, "model": name, "batch_size": config.batch_size, "steps": steps}
     for variant, change in VARIANTS.items():
         run = dataclasses.replace(config, **change)
-        row[f"bare_{variant}"] = bare_step_rate(name, run, train_set, profile, steps)
+        row[f"bare_{variant}"] = bare_step_rate(name, run, profile, steps)
         row[f"loop_{variant}"] = loop_rate(name, run, train_set, val_set, profile)
     for variant in VARIANTS:
         row[f"overhead_{variant}"] = row[f"bare_{variant}"] / row[f"loop_{variant}"]

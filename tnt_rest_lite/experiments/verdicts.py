@@ -18,6 +18,7 @@ __all__ = [
     "LEARNING_RULE",
     "AT_BOUND_TOLERANCE",
     "learning_state",
+    "model_learning",
     "learning_cells",
     "learning_note",
     "verdict_state",
@@ -169,7 +170,7 @@ def learning_state(
     }
 
 
-def _learning(summary: Mapping[str, Any], curve: str) -> dict[str, Any] | None:
+def model_learning(summary: Mapping[str, Any], curve: str) -> dict[str, Any] | None:
     """A summary's stored learning state, else the one its histories give, else ``None`` (not known)."""
     if summary.get("learning") is not None:
         return dict(summary["learning"])
@@ -193,7 +194,7 @@ def learning_note(state: Mapping[str, Any] | None) -> str:
 
 def learning_cells(summary: Mapping[str, Any], curve: str = "val_top1") -> list[str]:
     """Two table cells of a model's summary: its last-quarter validation gain and "still learning" / "plateau"."""
-    state = _learning(summary, curve)
+    state = model_learning(summary, curve)
     if state is None:
         return ["–", "not known"]
     if state["mean_gain"] is None:
@@ -259,7 +260,7 @@ def verdict(
     chance = float(better_summary.get("chance_top1", 0.0))
     diff = sum(a) / len(a) - sum(b) / len(b)
     low = high = None
-    learning = {side: _learning(s, curve) for side, s in (("better", better_summary), ("worse", worse_summary))}
+    learning = {side: model_learning(s, curve) for side, s in (("better", better_summary), ("worse", worse_summary))}
     reason, untestable = _untestable(better_summary, worse_summary, chance, floor, learning, at_bound)
     if untestable:
         outcome, note = "not testable", untestable

@@ -101,10 +101,10 @@ def resnet50_mini(pretrained: bool = False, **kwargs: Any) -> nn.Module:
     return build(build_resnet, config, "resnet50_mini", pretrained, **kwargs)
 
 
-# ResNet-50's stage widths at the size of the ViT minis (TNT supplement Table 2 compares backbones of
-# 25.6, 22.1 and 23.8 M: ResNet-50 / DeiT-S 1.16, ResNet-50 / TNT-S 1.08). At 9-19-38-76 channels
-# (bottleneck outputs 36-76-152-304) the backbone has 0.54 M parameters: 1.15x DeiT-S-mini's and
-# 1.07x TNT-S-mini's, the published relation, where resnet50_mini's half width would be 12.6x.
+# ResNet-50 at the size of the ViT minis, for TNT supplement Table 2, which compares backbones of
+# about one size with ResNet-50 the largest: at 9-19-38-76 channels (bottleneck outputs 36-76-152-304)
+# it is slightly larger than deit_s_mini and tnt_s_mini, where resnet50_mini's half width is an order
+# of magnitude larger. Chapter 09 prints the three small backbones' counts.
 _SLIM_CHANNELS = (9, 19, 38, 76)
 
 
