@@ -527,7 +527,8 @@ def test_synthetic_scenes_label_by_class_or_by_shape() -> None:
 def test_scene_objects_are_drawn_at_the_classifiers_scale() -> None:
     from tnt_rest_lite.detection.datasets import detection_dataset
 
-    scenes = detection_dataset("synthetic", "train", 40, difficulty="easy")
+    # the scenes without the COCO size mixture (object_sizes="classifier")
+    scenes = detection_dataset("synthetic", "train", 40, difficulty="easy", object_sizes="classifier")
     sides = torch.cat(
         [(t["boxes"][:, 2:] - t["boxes"][:, :2]).max(1).values for _, t in (scenes[i] for i in range(40))]
     )

@@ -9,13 +9,23 @@ Sources:
     ``rest_supp`` ResT supplementary material (NeurIPS 2021), Tables 1-2 and A.4.
     ``tnt_paper`` TNT main paper (TNT-B).  ``deit_paper`` DeiT (ICML 2021).
     ``rest_readme`` the official ResT repository's README (wofmanaf/ResT).
+    ``coco_eval``  COCO's detection evaluation page (cocodataset.org/#detection-eval).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TNT_TABLE1", "TNT_TABLE2", "REST_TABLE1", "REST_TABLE2", "REST_ABLATION", "MODELS", "published"]
+__all__ = [
+    "TNT_TABLE1",
+    "TNT_TABLE2",
+    "REST_TABLE1",
+    "REST_TABLE2",
+    "REST_ABLATION",
+    "MODELS",
+    "COCO_SIZE_SHARES",
+    "published",
+]
 
 # fmt: off
 # TNT supplement, Table 1: exploring SE in TNT (224 x 224).
@@ -30,6 +40,11 @@ TNT_TABLE2: dict[str, dict[str, float]] = {
     "deit_s": {"params_m": 46.4, "epochs": 12, "ap": 39.9, "ap50": 62.8, "ap75": 42.6, "aps": 23.4, "apm": 42.5, "apl": 54.0},
     "tnt_s": {"params_m": 48.1, "epochs": 12, "ap": 41.5, "ap50": 64.1, "ap75": 44.5, "aps": 25.7, "apm": 44.6, "apl": 55.4},
 }
+
+# COCO's objects per size bin (coco_eval: "approximately 41% of objects are small (area < 32²), 34%
+# are medium (32² < area < 96²), and 24% are large (area > 96²)"); the synthetic detection scenes draw
+# their objects' sizes with these shares.
+COCO_SIZE_SHARES: dict[str, float] = {"small": 0.41, "medium": 0.34, "large": 0.24}
 
 # ResT supplement, Table 1: ResT-Lite with MSA vs EMSA (V100; MSA at batch 64 per GPU).
 REST_TABLE1: dict[str, dict[str, float]] = {

@@ -211,7 +211,14 @@ def sync_setup_cells(paths: list[Path] | None = None, commit: str | None = None)
     return changed
 
 
-def execute_notebook(path: Path, *, profile: str | None = None, write_back: bool = True, timeout: int = 3600) -> float:
+# nbclient's limit per cell: a training chapter's table cell trains every model and seed (the cpu
+# profile's budget is an hour for all of it), and a slower machine than ours must not be cut off
+CELL_TIMEOUT_S = 4 * 3600
+
+
+def execute_notebook(
+    path: Path, *, profile: str | None = None, write_back: bool = True, timeout: int = CELL_TIMEOUT_S
+) -> float:
     """Run a notebook top to bottom in its own folder; store the outputs unless ``write_back=False``.
 
     Returns the wall time in seconds. A cell error raises (nbclient's ``CellExecutionError``).

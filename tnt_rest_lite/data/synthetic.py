@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,6 +200,14 @@ class _Canvas:
         return mask.reshape(self.size, k, self.size, k).mean(axis=(1, 3)) >= 0.5
 
 
+def _checked_mixture(rows: Sequence[tuple[float, float, float]]) -> tuple[tuple[float, float, float], ...]:
+    """``rows`` of ``(share, low, high)`` radii, checked: positive shares, ``0 < low < high`` pixels."""
+    checked = tuple((float(share), float(low), float(high)) for share, low, high in rows)
+    if not checked or any(share <= 0 or not 0 < low < high for share, low, high in checked):
+        raise ValueError(f"object_radii must be (share > 0, low, high) rows with 0 < low < high pixels, got {rows}")
+    return checked
+
+
 def _box(mask: np.ndarray) -> np.ndarray:
     """``[x0, y0, x1, y1]`` (pixel edges, torchvision's convention) of a boolean mask."""
     ys, xs = np.nonzero(mask)
@@ -250,6 +259,11 @@ class SyntheticShapes(Dataset):
             classifiers saw them).
         distractor_scale: override the level's distractor radius range (fraction of the object's);
             ``(0.8, 1.0)`` makes the other objects as large and as legible as the main one.
+        object_radii: a size mixture instead of the level's sizes: ``(share, low, high)`` rows, each
+            object (the main one and every distractor) independently picks a row with probability
+            ``share`` and its radius, in pixels, uniformly in ``[low, high)`` (the detection scenes:
+            objects in every COCO size bin). Objects are drawn largest first, so a small object is
+            not buried under a large one drawn after it.
     """
 
     shapes = SHAPES
@@ -268,6 +282,7 @@ class SyntheticShapes(Dataset):
         occlusion: float | None = None,
         object_scale: float = 1.0,
         distractor_scale: tuple[float, float] | None = None,
+        object_radii: Sequence[tuple[float, float, float]] | None = None,
     ) -> None:
         if difficulty not in DIFFICULTIES:
             raise ValueError(f"Unknown difficulty '{difficulty}'; expected one of {', '.join(DIFFICULTIES)}")
@@ -290,6 +305,7 @@ class SyntheticShapes(Dataset):
             raise ValueError(f"object_scale must be in (0, 1], got {object_scale}")
         self.object_scale = object_scale
         self.distractor_scale = level.distractor_scale if distractor_scale is None else tuple(distractor_scale)
+        self.object_radii = None if object_radii is None else _checked_mixture(object_radii)
         self.classes = [f"{shape}/{texture}" for shape in SHAPES for texture in TEXTURES]
         self._cache: dict[int, dict[str, np.ndarray]] = {}
         self._mean = torch.tensor(self.mean).view(3, 1, 1)
@@ -323,6 +339,22 @@ class SyntheticShapes(Dataset):
             colours=_random_colour_pair(rng, min_distance=self.level.colour_distance),
         )
 
+    def _objects(self, rng: np.random.Generator) -> list[_Object]:
+        """The image's objects in drawing order: distractors first, the main (labelled) object last."""
+        if self.object_radii is not None:
+            count = int(rng.integers(0, self.distractors + 1))
+            shares = np.array([row[0] for row in self.object_radii])
+            rows = rng.choice(len(shares), size=count + 1, p=shares / shares.sum())
+            radii = sorted((float(rng.uniform(*self.object_radii[r][1:])) for r in rows), reverse=True)
+            return [self._random_object(rng, radius) for radius in radii]
+        # the draws in the order the generator has always made them (the datasets stay the same)
+        main_radius = float(rng.uniform(*self.level.object_radius) * self.image_size * self.object_scale)
+        count = int(rng.integers(0, self.distractors + 1))
+        objects = [
+            self._random_object(rng, main_radius * float(rng.uniform(*self.distractor_scale))) for _ in range(count)
+        ]
+        return [*objects, self._random_object(rng, main_radius)]
+
     def generate(self, index: int) -> dict[str, np.ndarray]:
         """Draw sample ``index`` (uint8 image, label, mask, box and all objects), without caching."""
         if not 0 <= index < self.num_samples:
@@ -344,14 +376,9 @@ class SyntheticShapes(Dataset):
         )
         canvas.rgb[:] = background
 
-        # 2. distractors: smaller objects of any class, drawn first so the object covers them
-        main_radius = float(rng.uniform(*level.object_radius) * size * self.object_scale)
-        objects = [
-            self._random_object(rng, main_radius * float(rng.uniform(*self.distractor_scale)))
-            for _ in range(int(rng.integers(0, self.distractors + 1)))
-        ]
+        # 2. distractors: smaller objects of any class, drawn first so the object covers them;
         # 3. the object itself, then an occluding bar of background over part of it
-        objects.append(self._random_object(rng, main_radius))
+        objects = self._objects(rng)
         masks = []
         for obj in objects:
             window = canvas.window(obj)  # only the square around the object is computed

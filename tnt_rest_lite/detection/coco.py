@@ -11,6 +11,7 @@ __all__ = [
     "COCO_METRICS",
     "SIZE_BINS",
     "size_bin_ranges",
+    "COCO_IMAGE_SIDE",
     "objects_per_bin",
     "to_coco",
     "detections_to_coco",
@@ -28,6 +29,7 @@ COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # the columns of TNT
 # COCO's object size bins and the metric of each: small < 32², medium 32²-96², large > 96² pixels of
 # box area at COCO's image size (about 640 px wide); scaled by ``area_scale`` for other image sizes.
 SIZE_BINS = {"small": "APS", "medium": "APM", "large": "APL"}
+COCO_IMAGE_SIDE = 640.0  # px: the side the bins are set for; other image sides scale them by (side / 640)²
 
 
 def size_bin_ranges(area_scale: float = 1.0) -> dict[str, tuple[float, float]]:

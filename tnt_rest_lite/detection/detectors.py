@@ -12,21 +12,25 @@ from ..measure.complexity import count_params
 from .backbones import backbone_spec, build_backbone, load_classifier_weights
 from .roi_align import SeparableMultiScaleRoIAlign
 
-__all__ = ["build_detector", "parameter_breakdown"]
+__all__ = ["DEFAULT_ANCHOR_SCALE", "build_detector", "parameter_breakdown"]
 
 
-def _anchor_generator(kind: str, strides: Sequence[int]) -> Any:
-    """Anchors scaled to the levels' strides: 8 x stride, as torchvision's defaults are at strides 4-64.
+DEFAULT_ANCHOR_SCALE = 8.0  # anchor side / level stride of torchvision's Faster R-CNN defaults (32 px at stride 4)
 
-    Faster R-CNN: one size per level (32-512 px at strides 4-64); RetinaNet: three octave scales
-    per level (32-512 px at strides 8-128, times 1, 2^(1/3), 2^(2/3)). Three aspect ratios each.
+
+def _anchor_generator(kind: str, strides: Sequence[int], anchor_scale: float = DEFAULT_ANCHOR_SCALE) -> Any:
+    """Anchors scaled to the levels' strides: ``anchor_scale`` x stride (torchvision's defaults: 8).
+
+    Faster R-CNN: one size per level (32-512 px at strides 4-64 with the default 8); RetinaNet:
+    three octave scales per level from half that (32-512 px at strides 8-128, times 1, 2^(1/3),
+    2^(2/3)). Three aspect ratios each. Sizes are at least 1 px.
     """
     from torchvision.models.detection.anchor_utils import AnchorGenerator
 
     if kind == "faster_rcnn":
-        sizes = tuple((8 * s,) for s in strides)
+        sizes = tuple((max(1, round(anchor_scale * s)),) for s in strides)
     else:
-        sizes = tuple(tuple(int(4 * s * 2 ** (k / 3)) for k in range(3)) for s in strides)
+        sizes = tuple(tuple(max(1, int(anchor_scale / 2 * s * 2 ** (k / 3))) for k in range(3)) for s in strides)
     return AnchorGenerator(sizes, ((0.5, 1.0, 2.0),) * len(strides))
 
 
@@ -43,6 +47,7 @@ def build_detector(
     box_head_width: int = 1024,
     backbone_options: Mapping[str, Any] | None = None,
     frozen_stages: int | None = None,
+    anchor_scale: float = DEFAULT_ANCHOR_SCALE,
     **options: Any,
 ) -> nn.Module:
     """A torchvision detector of ``kind`` on ``backbone`` for ``num_classes`` object classes.
@@ -50,14 +55,12 @@ def build_detector(
     Args:
         kind: ``"faster_rcnn"`` (TNT's Table 2) or ``"retinanet"`` (ResT's Table 2).
         backbone: a name of :data:`BACKBONES` (the published sizes and their small counterparts).
-        num_classes: object classes (80 for COCO); Faster R-CNN adds its background class, so its
-            labels are ``1..num_classes``; RetinaNet's (sigmoid scores, no background) are
-            ``0..num_classes-1``. The detector's ``label_offset`` says which.
+        num_classes: object classes (80 for COCO); Faster R-CNN's labels are ``1..num_classes`` (0 is
+            its background), RetinaNet's ``0..num_classes-1``: ``model.label_offset`` says which.
         stage_norm: ResT only: the LayerNorm on each stage output ("w LN").
         image_size: the images' side (or ``(min, max)``): torchvision resizes to it (default
             800/1333, COCO's; small synthetic images keep their own size).
-        weights: the classifier's ``state_dict`` to start from (its head is dropped; a mismatch is
-            an error naming the keys).
+        weights: the classifier's ``state_dict`` to start from (head dropped; a mismatch names the keys).
         norm_eval: keep the backbone's batch norms in eval mode while training (mmdetection's default).
         fpn_channels: the FPN's width, which every head sees (256 in both papers; the small
             counterparts use less, as their backbones are narrower).
@@ -65,6 +68,7 @@ def build_detector(
         backbone_options: config overrides of the backbone's classifier (as it was trained).
         frozen_stages: ResNet only: the stem and this many stages keep their classifier weights
             (default 1 for ResNets, mmdetection's default in both papers' configs; 0 otherwise).
+        anchor_scale: anchor side per level / the level's stride (torchvision's 8).
         options: passed to torchvision's ``FasterRCNN`` / ``RetinaNet`` (e.g. ``box_detections_per_img``).
     """
     if frozen_stages is None:
@@ -83,7 +87,7 @@ def build_detector(
     if image_size is not None:
         low, high = (image_size, image_size) if isinstance(image_size, int) else image_size
         options = {"min_size": low, "max_size": high, **options}  # explicit options win
-    anchors = _anchor_generator(kind, fpn.strides)
+    anchors = _anchor_generator(kind, fpn.strides, anchor_scale)
     if kind == "faster_rcnn":
         model = _faster_rcnn(fpn, anchors, num_classes, fpn_channels, box_head_width, options)
     else:

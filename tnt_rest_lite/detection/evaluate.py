@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .coco import coco_evaluate, detections_to_coco, objects_per_bin, to_coco
+from .coco import COCO_IMAGE_SIDE, coco_evaluate, detections_to_coco, objects_per_bin, to_coco
 
 __all__ = ["predict", "evaluate_detector", "dataset_objects_per_bin"]
 
@@ -36,7 +36,7 @@ def _ground_truth(dataset: Any, reference_side: float, label_offset: int) -> tup
 
 
 def evaluate_detector(
-    detector: nn.Module, dataset: Any, batch_size: int = 16, reference_side: float = 640.0
+    detector: nn.Module, dataset: Any, batch_size: int = 16, reference_side: float = COCO_IMAGE_SIDE
 ) -> dict[str, float]:
     """COCO box AP (``AP, AP50, AP75, APS, APM, APL``, percent) of ``detector`` on ``dataset``.
 
@@ -50,6 +50,8 @@ def evaluate_detector(
     return coco_evaluate(ground_truth, detections, area_scale=area_scale)
 
 
-def dataset_objects_per_bin(dataset: Any, reference_side: float = 640.0, label_offset: int = 1) -> dict[str, int]:
+def dataset_objects_per_bin(
+    dataset: Any, reference_side: float = COCO_IMAGE_SIDE, label_offset: int = 1
+) -> dict[str, int]:
     """The ground-truth objects of ``dataset`` per COCO size bin, scaled as :func:`evaluate_detector` scales them."""
     return objects_per_bin(*_ground_truth(dataset, reference_side, label_offset))

@@ -5,7 +5,7 @@ trains each model of the tables of notebooks 04-06 once (seed 0) with the recipe
 notebooks use, on the profile's synthetic data, and reports per model the training throughput
 (img/s, forward + backward + step, data included), the wall time of training + evaluation and,
 per table, the estimated notebook time (``num_seeds`` x the models' times) against the profile's
-``notebook_budget_s`` (``cpu``: 45 minutes on 2 CPU cores). ``--no-fast-data`` times the data
+``notebook_budget_s`` (``cpu``: 60 minutes on 2 CPU cores). ``--no-fast-data`` times the data
 path as it was before the engine's batched fast path (a ``DataLoader`` that collates sample by
 sample), so one run of each prints the before/after ratio. The table goes to the results store as
 ``train_bench`` (or ``train_bench_slow_data``). Budgets are measured here, never asserted by timed
