@@ -376,8 +376,8 @@ class SyntheticShapes(Dataset):
         )
         canvas.rgb[:] = background
 
-        # 2. distractors: smaller objects of any class, drawn first so the object covers them;
-        # 3. the object itself, then an occluding bar of background over part of it
+        # 2. the objects (:meth:`_objects`: distractors or the size mixture's, largest first), then
+        # 3. an occluding bar of background over part of the last one
         objects = self._objects(rng)
         masks = []
         for obj in objects:

@@ -12,6 +12,7 @@ __all__ = [
     "SIZE_BINS",
     "size_bin_ranges",
     "COCO_IMAGE_SIDE",
+    "area_scale_for",
     "objects_per_bin",
     "to_coco",
     "detections_to_coco",
@@ -30,6 +31,14 @@ COCO_METRICS = ("AP", "AP50", "AP75", "APS", "APM", "APL")  # the columns of TNT
 # box area at COCO's image size (about 640 px wide); scaled by ``area_scale`` for other image sizes.
 SIZE_BINS = {"small": "APS", "medium": "APM", "large": "APL"}
 COCO_IMAGE_SIDE = 640.0  # px: the side the bins are set for; other image sides scale them by (side / 640)²
+
+
+def area_scale_for(side: float, reference_side: float = COCO_IMAGE_SIDE) -> float:
+    """The size bins' ``area_scale`` for images ``side`` px wide: ``(side / reference_side)²``.
+
+    The one rule by which the synthetic scenes draw their sizes and the evaluation bins them.
+    """
+    return (side / reference_side) ** 2
 
 
 def size_bin_ranges(area_scale: float = 1.0) -> dict[str, tuple[float, float]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..data.synthetic import SyntheticShapes
 from ..reference import COCO_SIZE_SHARES
-from .coco import COCO_IMAGE_SIDE, CocoFiles, size_bin_ranges
+from .coco import CocoFiles, area_scale_for, size_bin_ranges
 
 __all__ = ["DETECTION_IMAGE_SIZE", "OBJECT_SIZES", "coco_size_mixture", "detection_dataset"]
 
@@ -33,7 +33,7 @@ def coco_size_mixture(image_size: int = DETECTION_IMAGE_SIZE) -> tuple[tuple[flo
     box is about twice an object's radius wide), from :data:`_SMALLEST_RADIUS` to
     :data:`_LARGEST_RADIUS`. A test measures the shares of the boxes drawn.
     """
-    bins = size_bin_ranges((image_size / COCO_IMAGE_SIDE) ** 2)
+    bins = size_bin_ranges(area_scale_for(image_size))
     rows = []
     for name, (low, high) in bins.items():
         low_radius = max(_SMALLEST_RADIUS, low**0.5 / 2)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .coco import COCO_IMAGE_SIDE, coco_evaluate, detections_to_coco, objects_per_bin, to_coco
+from .coco import COCO_IMAGE_SIDE, area_scale_for, coco_evaluate, detections_to_coco, objects_per_bin, to_coco
 
 __all__ = ["predict", "evaluate_detector", "dataset_objects_per_bin"]
 
@@ -32,7 +32,7 @@ def _ground_truth(dataset: Any, reference_side: float, label_offset: int) -> tup
     """``dataset``'s COCO ground truth and the size bins' ``area_scale``, from COCO's image side to the dataset's."""
     ground_truth = to_coco(dataset, getattr(dataset, "classes", None), label_offset=label_offset)
     side = ground_truth["images"][0]["width"] if ground_truth["images"] else reference_side
-    return ground_truth, (side / reference_side) ** 2
+    return ground_truth, area_scale_for(side, reference_side)
 
 
 def evaluate_detector(

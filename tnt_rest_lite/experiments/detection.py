@@ -30,8 +30,8 @@ from torch import nn
 
 from ..core.format import format_mean_std, markdown_table, mean_std
 from ..core.normalization import SYNTHETIC_MEAN, SYNTHETIC_STD
-from ..detection.coco import COCO_IMAGE_SIDE, COCO_METRICS, SIZE_BINS, size_bin_ranges
-from ..detection.datasets import DETECTION_IMAGE_SIZE, coco_size_mixture, detection_dataset
+from ..detection.coco import COCO_METRICS, SIZE_BINS, area_scale_for, size_bin_ranges
+from ..detection.datasets import DETECTION_IMAGE_SIZE, detection_dataset
 from ..detection.detectors import build_detector, parameter_breakdown
 from ..detection.evaluate import dataset_objects_per_bin, evaluate_detector, predict
 from ..detection.plots import draw_detections
@@ -594,15 +594,16 @@ def _init_rule(spec: DetectionTableSpec) -> str:
     return "(" + "; ".join(f"{spec.labels[k]}: {r}" for k, r in rules.items()) + ")"
 
 
-def _object_sizes_text(object_sizes: str) -> str:
-    """How the scenes' objects are sized, from the mixture the data draws (generated, never typed)."""
-    if object_sizes == "classifier":
+def _object_sizes_text(scenes: Any) -> str:
+    """How the scenes' objects are sized, read from the mixture ``scenes`` draw (generated, never typed)."""
+    mixture = scenes.source.object_radii
+    if mixture is None:
         return "each object as large as the classifiers saw objects at 32 px, so every one is COCO-large"
-    bins = size_bin_ranges((DETECTION_IMAGE_SIZE / COCO_IMAGE_SIDE) ** 2)
-    shares = " / ".join(f"{share:.0%}" for share, _, _ in coco_size_mixture(DETECTION_IMAGE_SIZE))
+    bins = size_bin_ranges(area_scale_for(scenes.source.image_size))
+    shares = " / ".join(f"{share:.0%}" for share, _, _ in mixture)
     return (
         f"object sizes drawn with COCO's shares of small / medium / large objects, {shares}, on COCO's size "
-        f"bins scaled to {DETECTION_IMAGE_SIZE} px: box areas under {bins['small'][1]:.1f} px² are small, "
+        f"bins scaled to {scenes.source.image_size} px: box areas under {bins['small'][1]:.1f} px² are small, "
         f"over {bins['large'][0]:.1f} px² large; the table counts the test split's objects per bin"
     )
 
@@ -621,7 +622,7 @@ def describe_detection_table(name: str, profile: Profile | None = None) -> str:
         f"**Profile `{p.name}`**: {p.description}.",
         "",
         f"* **Data**: scenes of 1 to {train_set.source.distractors + 1} synthetic objects at {DETECTION_IMAGE_SIZE} px "
-        f"(difficulty `{p.data_difficulty}`, {_object_sizes_text(d.get('object_sizes', 'coco'))}): "
+        f"(difficulty `{p.data_difficulty}`, {_object_sizes_text(train_set)}): "
         f"{d['train_samples']:,} training / {d['val_samples']:,} validation / {d['test_samples']:,} test "
         f"images, {len(train_set.classes)} categories ("
         + (
